@@ -1,0 +1,136 @@
+"""Models of SPEC section 4, built by name. All are used in eval mode (see README)."""
+import os
+import sys
+
+import torch
+from torch import nn
+
+from utils.catalog import DATASETS, MODELS, model_fits
+from utils.options import InputError
+
+
+class Logistic(nn.Module):
+    """Multinomial logistic regression: Linear(in, C) on flattened inputs."""
+
+    def __init__(self, in_features, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class MLP(nn.Module):
+    """Linear(in, 64) -> Dropout -> ReLU -> Linear(64, C)."""
+
+    def __init__(self, in_features, num_classes, hidden=64):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.dropout = nn.Dropout()
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.dropout(self.fc1(x.flatten(1)))))
+
+
+class CNNMnist(nn.Module):
+    """The authors' MNIST CNN (21,840 parameters with 10 classes)."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, 5)
+        self.conv2 = nn.Conv2d(10, 20, 5)
+        self.conv2_drop = nn.Dropout2d()
+        self.fc1 = nn.Linear(320, 50)
+        self.dropout = nn.Dropout()
+        self.fc2 = nn.Linear(50, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(nn.functional.max_pool2d(self.conv1(x), 2))
+        x = torch.relu(nn.functional.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+        x = self.dropout(torch.relu(self.fc1(x.flatten(1))))
+        return self.fc2(x)
+
+
+class CNNCifar(nn.Module):
+    """The authors' CIFAR CNN: two 5x5 conv(64) + max-pool(3, 2), then 1024-384-192-C."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 5)
+        self.conv2 = nn.Conv2d(64, 64, 5)
+        self.pool = nn.MaxPool2d(3, 2)
+        self.fc1 = nn.Linear(64 * 4 * 4, 384)
+        self.fc2 = nn.Linear(384, 192)
+        self.fc3 = nn.Linear(192, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.pool(self.conv1(x)))
+        x = torch.relu(self.pool(self.conv2(x)))
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc3(torch.relu(self.fc2(x)))
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 for 1x28x28 inputs (61,706 parameters with 10 classes)."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc3(torch.relu(self.fc2(x)))
+
+
+def resnet18(num_classes, pretrained="auto"):
+    """torchvision ResNet-18 with a new C-way head.
+
+    pretrained: 'auto' tries the ImageNet weights (torchvision cache, then network) and
+    falls back to random initialisation with a notice; 'none'; or a state_dict path.
+    """
+    from torchvision.models import ResNet18_Weights, resnet18 as tv_resnet18
+    net = tv_resnet18(weights=None)
+    if pretrained not in ("auto", "none"):
+        if not os.path.exists(pretrained):
+            raise InputError(f"--pretrained: file {pretrained} not found")
+        net.load_state_dict(torch.load(pretrained, map_location="cpu", weights_only=True))
+    elif pretrained == "auto" and os.environ.get("HFU_OFFLINE") != "1":
+        try:
+            net.load_state_dict(ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False))
+        except Exception:
+            print("notice: ImageNet weights for resnet18 unavailable; training from random initialisation",
+                  file=sys.stderr)
+    net.fc = nn.Linear(net.fc.in_features, num_classes)
+    return net
+
+
+def build_model(name, dataset, pretrained="auto"):
+    """Build model ``name`` for ``dataset``; InputError for unknown names or misfits."""
+    if name not in MODELS:
+        raise InputError(f"--model: unknown model {name!r}; choose from {', '.join(MODELS)}")
+    if dataset not in DATASETS:
+        raise InputError(f"--dataset: unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    info = DATASETS[dataset]
+    ok, why = model_fits(name, info)
+    if not ok:
+        raise InputError(f"--model: {name} does not fit dataset {dataset}: {why}")
+    in_features = 1
+    for s in info["shape"]:
+        in_features *= s
+    C = info["classes"]
+    if name == "logistic":
+        return Logistic(in_features, C)
+    if name == "mlp":
+        return MLP(in_features, C)
+    if name == "lenet":
+        return LeNet5(C)
+    if name == "cnn":
+        return CNNMnist(C) if info["shape"] == (1, 28, 28) else CNNCifar(C)
+    return resnet18(C, pretrained)

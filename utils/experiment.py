@@ -1,0 +1,190 @@
+"""What every ``main_*.py`` shares: data, model, the cached original model, the forget
+set, and where each method's outputs live.
+
+Layout under ``--log_dir``::
+
+    <dataset>-<model>-n<n>-s<seed>-<train key>/      one training configuration
+        manifest.json   original.pt   metrics_original.json
+        cache/<kind>-<key>.pt (+ .json)                precomputes (HF bank, Hessians, shadows)
+        forget-m<m>-<forget key>/                     one deletion set
+            <Method>-<method key>.pt / .json           unlearned model / metrics + manifest
+
+The train key hashes every flag that affects w_T (and the data source); the forget key
+hashes U; a method key hashes the method's own flags. Two configurations never share a
+file and a rerun finds what an earlier one cached.
+"""
+import os
+import sys
+import time
+
+import torch
+
+from models import build_model
+from utils import artifacts
+from utils.data import load_data
+from utils.forget import forget_set
+from utils.functional import FlatModel, evaluate
+from utils.options import InputError, fail
+from utils.report import info
+from utils.train import make_schedule, pack_schedule, sgd, unpack_schedule
+
+TRAIN_FLAGS = ["dataset", "model", "num_dataset", "batch_size", "epochs", "lr", "lr_decay",
+               "seed", "clip", "regularization", "reshuffle", "pretrained"]
+
+
+def select_device(gpu):
+    """CUDA device ``gpu`` when >= 0 and CUDA exists; CPU (with a notice) otherwise."""
+    if gpu < 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        info(f"notice: --gpu {gpu} requested but CUDA is not available; running on CPU")
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if gpu >= count:
+        names = ", ".join(f"{i}: {torch.cuda.get_device_name(i)}" for i in range(count))
+        raise InputError(f"--gpu: no CUDA device {gpu}; present: {names}")
+    return torch.device(f"cuda:{gpu}")
+
+
+class Experiment:
+    """Loaded data, model and forget set for one set of parsed flags."""
+
+    def __init__(self, args):
+        self.args = args
+        self.device = select_device(args.gpu)
+        self.data = load_data(args)
+        torch.manual_seed(args.seed)
+        self.fm = FlatModel(build_model(args.model, args.dataset, args.pretrained)).to(self.device)
+        self.w0 = self.fm.initial_vector()
+        self.X = self.data.X_train.to(self.device)
+        self.y = self.data.y_train.to(self.device)
+        self.X_test = self.data.X_test.to(self.device)
+        self.y_test = self.data.y_test.to(self.device)
+        self.n = len(self.y)
+        self.U = forget_set(self.n, args.num_forget, args.seed, args.forget_list)
+        self.keep = torch.ones(self.n, dtype=torch.bool)
+        self.keep[self.U] = False
+        self.keep = self.keep.to(self.device)
+        self.schedule = [b.to(self.device) for b in
+                         make_schedule(self.n, args.batch_size, args.epochs, args.seed, args.reshuffle)]
+
+    # ------------------------------------------------------------------ configuration
+    def train_config(self):
+        cfg = {f: getattr(self.args, f) for f in TRAIN_FLAGS}
+        cfg["data_source"] = self.data.source
+        return cfg
+
+    @property
+    def train_dir(self):
+        a = self.args
+        name = f"{a.dataset}-{a.model}-n{a.num_dataset}-s{a.seed}-{artifacts.config_key(self.train_config())}"
+        return os.path.join(a.log_dir, name)
+
+    @property
+    def forget_dir(self):
+        key = artifacts.config_key({"U": self.U.tolist()})
+        return os.path.join(self.train_dir, f"forget-m{len(self.U)}-{key}")
+
+    def method_config(self, flags):
+        return {f: getattr(self.args, f) for f in flags}
+
+    def cache_path(self, kind, flags=(), extra=None):
+        """Path of a precompute that depends on the training config plus ``flags``."""
+        cfg = dict(self.method_config(flags), **(extra or {}))
+        return os.path.join(self.train_dir, "cache", f"{kind}-{artifacts.config_key(cfg)}.pt")
+
+    # ------------------------------------------------------------------ original model
+    def train_original(self, progress=True):
+        a = self.args
+        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, a.lr, a.lr_decay, a.clip,
+                   a.regularization, progress=progress and not a.quiet, desc="train original")
+
+    def original(self):
+        """(w_T, seconds spent training or 0 when cached); trains and caches on first use."""
+        path = os.path.join(self.train_dir, "original.pt")
+        if os.path.exists(path):
+            w = artifacts.load_tensors(path, remedy=f"delete {self.train_dir} and rerun")["w"]
+            return w.to(self.device), 0.0
+        start = time.perf_counter()
+        w = self.train_original()
+        seconds = time.perf_counter() - start
+        flat, sizes = pack_schedule([b.cpu() for b in self.schedule])
+        artifacts.save_tensors(path, {"w": w, "w0": self.w0, "schedule": flat, "batch_sizes": sizes,
+                                      "train_idx": self.data.train_idx})
+        artifacts.write_json(os.path.join(self.train_dir, "manifest.json"),
+                             {"config": self.train_config(), "d": self.fm.d, "n": self.n,
+                              "steps": len(self.schedule), "train_seconds": seconds})
+        artifacts.write_json(os.path.join(self.train_dir, "metrics_original.json"),
+                             dict(self.metrics(w), train_s=seconds))
+        return w, seconds
+
+    def retrain(self, progress=True):
+        """Exact unlearning reference: the same SGD with U removed from every batch."""
+        a = self.args
+        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, a.lr, a.lr_decay, a.clip,
+                   a.regularization, keep=self.keep, norm=a.retrain_norm,
+                   progress=progress and not a.quiet, desc="retrain")
+
+    def require_original(self):
+        """w_T, or exit naming the command that trains it."""
+        path = os.path.join(self.train_dir, "original.pt")
+        if not os.path.exists(path):
+            raise InputError(f"no trained model at {path}; run main_retrain.py (or any main_*.py) "
+                             f"with the same training flags first")
+        return self.original()[0]
+
+    def recorded_schedule(self):
+        """The batch schedule stored with the original model."""
+        t = artifacts.load_tensors(os.path.join(self.train_dir, "original.pt"))
+        return [b.to(self.device) for b in unpack_schedule(t["schedule"], t["batch_sizes"])]
+
+    # ------------------------------------------------------------------ evaluation
+    def metrics(self, w):
+        """Accuracy and loss on the test set, the forget set U and the remaining D \\ U."""
+        bs = self.args.bs
+        U = self.U.to(self.device)
+        rest = self.keep.nonzero().squeeze(1)
+        out = {}
+        for name, X, y in [("test", self.X_test, self.y_test), ("forget", self.X[U], self.y[U]),
+                           ("remain", self.X[rest], self.y[rest])]:
+            out[f"{name}_acc"], out[f"{name}_loss"] = evaluate(self.fm, w, X, y, bs)
+        return out
+
+    # ------------------------------------------------------------------ method outputs
+    def method_paths(self, method, flags=()):
+        key = artifacts.config_key({"method": method, **self.method_config(flags)})
+        base = os.path.join(self.forget_dir, f"{method}-{key}")
+        return base + ".pt", base + ".json"
+
+    def save_method(self, method, w, metrics, flags=()):
+        """Write the unlearned model and its metrics + manifest for this deletion set."""
+        pt, js = self.method_paths(method, flags)
+        artifacts.save_tensors(pt, {"w": w})
+        record = {"method": method, "metrics": metrics, "method_config": self.method_config(flags),
+                  "train_config": self.train_config(), "forget_indices": self.U.tolist(),
+                  "model_file": os.path.basename(pt)}
+        artifacts.write_json(js, record)
+        return pt
+
+    def load_method(self, method, flags=(), command=None):
+        """(w, record) of a saved method, or None when absent (InputError with ``command``)."""
+        pt, js = self.method_paths(method, flags)
+        if not (os.path.exists(pt) and os.path.exists(js)):
+            if command:
+                raise InputError(f"no {method} model for this configuration ({pt}); run: {command}")
+            return None
+        w = artifacts.load_tensors(pt, remedy=f"delete it and rerun {command or 'its script'}")["w"]
+        return w.to(self.device), artifacts.read_json(js)
+
+
+def command_line(script):
+    """The command that recreates an artefact: ``script`` with the user's own flags."""
+    return " ".join(["python3", script] + [a for a in sys.argv[1:] if a != "--json"])
+
+
+def run_main(main):
+    """Run a script body, turning InputError into one line and exit status 2."""
+    try:
+        main()
+    except InputError as e:
+        fail(str(e))

@@ -1,0 +1,36 @@
+"""Summary tables on stderr and the ``--json`` object on stdout."""
+import json
+import math
+import sys
+
+
+def fmt(v):
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3e}"
+        return f"{v:.4f}"
+    return str(v)
+
+
+def table(rows, columns):
+    """Plain-text table of dict rows restricted to ``columns``."""
+    cells = [[str(c) for c in columns]] + [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(x.rjust(w) for x, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def info(*parts):
+    """Human-readable text: always stderr, so stdout stays machine-readable."""
+    print(*parts, file=sys.stderr)
+
+
+def finish(summary, as_json, text):
+    """Print the final summary: one JSON object on stdout with --json, else ``text``."""
+    if as_json:
+        print(json.dumps(summary, sort_keys=True, default=float))
+    else:
+        info(text)

@@ -1,0 +1,85 @@
+"""Clipped mini-batch SGD with per-step decay (SPEC sections 5 and 7).
+
+    eta_t   = lr * lr_decay^t
+    g_t     = (1/N_t) sum_{i in B_t, i kept} grad CE_i(w_t) + lambda * w_t
+    w_{t+1} = w_t - eta_t * clip_c(g_t),     clip_c(g) = g * min(1, c / ||g||)
+
+N_t = |B_t| for training and the paper's retrain; N_t = |B_t \\ U| for the authors'
+mean-normalised retrain, where an emptied batch contributes no data term.
+"""
+import torch
+from tqdm import tqdm
+
+from utils.functional import data_gradient
+
+
+def clip_by_norm(g, c):
+    """clip_c(g) = g * min(1, c / ||g||)."""
+    norm = torch.linalg.vector_norm(g)
+    return g * torch.clamp(c / norm, max=1.0) if norm > 0 else g
+
+
+def step_size(lr, lr_decay, t):
+    return lr * lr_decay ** t
+
+
+def make_schedule(n, batch_size, epochs, seed, reshuffle=False):
+    """List of index batches B_0..B_{T-1}; T = epochs * ceil(n / batch_size).
+
+    One permutation of range(n) drawn from ``seed`` is reused every epoch (the authors'
+    behaviour) unless ``reshuffle``, which draws a fresh one per epoch.
+    """
+    gen = torch.Generator().manual_seed(seed + 2)
+    perm = torch.randperm(n, generator=gen)
+    batches = []
+    for epoch in range(epochs):
+        if reshuffle and epoch > 0:
+            perm = torch.randperm(n, generator=gen)
+        batches.extend(perm.split(batch_size))
+    return batches
+
+
+def pack_schedule(batches):
+    """Schedule -> (flat indices, batch sizes) tensors for storage."""
+    return torch.cat(batches), torch.tensor([len(b) for b in batches])
+
+
+def unpack_schedule(flat, sizes):
+    return list(flat.split(sizes.tolist()))
+
+
+def kept_batch(batch, keep):
+    """B_t restricted to kept samples (``keep`` a bool mask over range(n), or None)."""
+    return batch if keep is None else batch[keep[batch]]
+
+
+def normaliser(batch, kept, norm):
+    """|B_t| for norm='batch' (paper eq. 5); |B_t \\ U| for norm='mean'."""
+    return len(batch) if norm == "batch" else len(kept)
+
+
+def batch_gradient(fm, w, X, y, batch, lam, keep=None, norm="batch"):
+    """g_t = (1/N_t) sum_{i in B_t kept} grad CE_i(w) + lambda w; no data term if none kept."""
+    kept = kept_batch(batch, keep)
+    g = lam * w
+    if len(kept) > 0:
+        g = g + data_gradient(fm, w, X[kept], y[kept], normaliser(batch, kept, norm))
+    return g
+
+
+def sgd(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, keep=None, norm="batch",
+        on_step=None, progress=False, desc="train"):
+    """Run clipped SGD from w0 over ``schedule``; returns w_T.
+
+    keep: optional bool mask over the n samples; samples outside it are never indexed.
+    on_step(t, w_t, batch, eta_t, g_t) is called before each update (used by the
+    Hessian-free precompute to run its recursion alongside training).
+    """
+    w = w0.detach().clone()
+    for t, batch in enumerate(tqdm(schedule, desc=desc, disable=not progress, leave=False)):
+        eta = step_size(lr, lr_decay, t)
+        g = batch_gradient(fm, w, X, y, batch, lam, keep, norm)
+        if on_step is not None:
+            on_step(t, w, batch, eta, g)
+        w = w - eta * clip_by_norm(g, clip)
+    return w
