@@ -23,7 +23,7 @@ def main():
     retrain_s = time.perf_counter() - start
     metrics = dict(exp.metrics(w_retrain), unlearn_s=retrain_s, precompute_s=0.0, storage_bytes=0,
                    retrain_norm=args.retrain_norm, data_source=exp.data.source)
-    path = exp.save_method("Retrain", w_retrain, metrics, flags=["retrain_norm"])
+    path = exp.save_method("Retrain", w_retrain, metrics)
     rows = [dict(method="Original", distance=float((w_T - w_retrain).norm()), **exp.metrics(w_T)),
             dict(method="Retrain", distance=0.0, **metrics)]
     cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "test_loss"]

@@ -28,6 +28,22 @@ from utils.options import InputError, fail
 from utils.report import info
 from utils.train import make_schedule, pack_schedule, sgd, unpack_schedule
 
+# Flags that change each method's result for a fixed training config and forget set:
+# they key the method's files, so two settings never overwrite each other.
+METHOD_FLAGS = {
+    "Retrain": ["retrain_norm"],
+    "Proposed": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode"],
+    "Proposed_noise": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "epsilon", "delta", "std", "rho"],
+    "NU": ["damping_factor"],
+    "IJ": ["damping_factor"],
+    "Finetune": ["finetune_epochs"],
+    "NegGrad": ["neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"],
+}
+# The script that writes each method, for "run this first" messages.
+METHOD_SCRIPTS = {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
+                  "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
+                  "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py"}
+
 TRAIN_FLAGS = ["dataset", "model", "num_dataset", "batch_size", "epochs", "lr", "lr_decay",
                "seed", "clip", "regularization", "reshuffle", "pretrained"]
 
@@ -151,13 +167,15 @@ class Experiment:
         return out
 
     # ------------------------------------------------------------------ method outputs
-    def method_paths(self, method, flags=()):
+    def method_paths(self, method, flags=None):
+        flags = METHOD_FLAGS.get(method, []) if flags is None else flags
         key = artifacts.config_key({"method": method, **self.method_config(flags)})
         base = os.path.join(self.forget_dir, f"{method}-{key}")
         return base + ".pt", base + ".json"
 
-    def save_method(self, method, w, metrics, flags=()):
+    def save_method(self, method, w, metrics, flags=None):
         """Write the unlearned model and its metrics + manifest for this deletion set."""
+        flags = METHOD_FLAGS.get(method, []) if flags is None else flags
         pt, js = self.method_paths(method, flags)
         artifacts.save_tensors(pt, {"w": w})
         record = {"method": method, "metrics": metrics, "method_config": self.method_config(flags),
@@ -166,7 +184,7 @@ class Experiment:
         artifacts.write_json(js, record)
         return pt
 
-    def load_method(self, method, flags=(), command=None):
+    def load_method(self, method, flags=None, command=None):
         """(w, record) of a saved method, or None when absent (InputError with ``command``)."""
         pt, js = self.method_paths(method, flags)
         if not (os.path.exists(pt) and os.path.exists(js)):
@@ -175,6 +193,20 @@ class Experiment:
             return None
         w = artifacts.load_tensors(pt, remedy=f"delete it and rerun {command or 'its script'}")["w"]
         return w.to(self.device), artifacts.read_json(js)
+
+    def saved_methods(self):
+        """{method: (w, record)} for every registered method saved for these flags."""
+        found = {}
+        for method in METHOD_FLAGS:
+            got = self.load_method(method)
+            if got is not None:
+                found[method] = got
+        return found
+
+    def require_method(self, method):
+        """(w, record) of ``method`` or InputError naming the command that makes it."""
+        script = METHOD_SCRIPTS.get(method, "the script of " + method)
+        return self.load_method(method, command=command_line(script.split()[0]) + " ".join([""] + script.split()[1:]))
 
 
 def command_line(script):
