@@ -68,6 +68,7 @@ def build_parser():
     a("--method", choices=["direct_diff", "sorted_diff", "direct_concat", "sorted_concat", "l2_distance"],
       default="direct_diff", help="MIA-U feature construction")
     a("--n_shadows", type=int, default=16, help="LiRA shadow models")
+    a("--n_nonmembers", type=int, default=0, help="LiRA pool non-members (0 = n, or all available when fewer)")
     a("--fix_variance", action="store_true", help="LiRA: one global variance for the IN and OUT Gaussians")
     a("--log_scale", action="store_true", help="ROC figures on log-log axes")
     # --- evaluation ---
@@ -120,6 +121,8 @@ def validate(args):
         raise InputError("--regularization, --damping_factor and --std must be non-negative")
     if not 0 < args.test_train_rate:
         raise InputError(f"--test_train_rate: must be positive, got {args.test_train_rate}")
+    if args.n_nonmembers < 0:
+        raise InputError(f"--n_nonmembers: must be non-negative, got {args.n_nonmembers}")
     if args.finetune_epochs < 0 or args.neggrad_epochs < 0:
         raise InputError("--finetune_epochs and --neggrad_epochs must be non-negative")
     if args.rho is not None and not args.rho > 0:
