@@ -1,0 +1,268 @@
+"""The step Jacobian J_t of clipped SGD, applied to a whole block of vectors at once.
+
+For the step w_{t+1} = w_t - eta_t clip_c(g_t(w_t)) with
+g_t(w) = (1/|B_t|) sum_{i in B_t} grad CE_i(w) + lambda w, the Jacobian of w -> clip_c(g_t(w)) is
+
+    J_t = C_t (H_Bt(w_t) + lambda I),        H_Bt = (1/|B_t|) sum_{i in B_t} hess CE_i(w_t)
+    C_t = I                                         when ||g_t|| <= c
+    C_t = (c/||g_t||) (I - g_hat g_hat^T)           otherwise, g_hat = g_t/||g_t||
+
+Two engines share one interface (rows of a block are vectors of R^d):
+
+* ``GenericJacobian``: any model, through torch.func — ``vmap`` over a Hessian-vector
+  product (forward-over-reverse ``jvp`` of ``grad``, or reverse-over-reverse ``vjp``),
+  on row chunks sized so that an estimate of the working set stays under a memory budget.
+* ``LogisticJacobian``: the exact closed form for softmax cross-entropy on one Linear
+  layer. With x~_i = [x_i, 1], p_i the softmax output and the parameters held in the
+  "augmented" layout Theta = [W | b] (C x (D+1)), a direction V gives logit directions
+  dz_i = V x~_i, and  H_B V = (1/|B|) sum_i (diag(p_i) - p_i p_i^T) dz_i x~_i^T:
+  two matrix products over the batch for a whole block of directions.
+
+Each engine keeps vectors in an internal column order (a fixed permutation of the
+parameter order; the identity for the generic engine) so that the closed form works on
+contiguous matrices; ``to_internal``/``from_internal`` convert. The fused in-place update
+``contract_(A, eta)`` performs A <- A (I - eta J_t)^T row-wise, i.e. a <- (I - eta J_t) a
+for every row a of A.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch.func import grad, jvp, vjp, vmap
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from models import Logistic
+from utils.functional import data_loss
+from utils.options import InputError
+
+MB = 2 ** 20
+# Working-set estimate of one vectorised HVP direction, in multiples of the activations
+# of one forward pass of the batch (tangent activations, their cotangents, saved tensors).
+HVP_ACTIVATION_FACTOR = 6
+
+
+def clip_factors(g, c):
+    """(s, g_hat): C_t v = s (v - g_hat (g_hat . v)), or (1, None) when clipping is inactive."""
+    norm = torch.linalg.vector_norm(g)
+    if norm <= c:
+        return 1.0, None
+    return float(c / norm), g / norm
+
+
+class _Jacobian:
+    """Shared parts: the clipping Jacobian and the composite operators."""
+
+    def __init__(self, g, clip, lam):
+        self.lam = lam
+        self.s, self.g_hat = clip_factors(g, clip)
+        if self.g_hat is not None:
+            self.g_hat = self.to_internal(self.g_hat)
+
+    @property
+    def clipping(self):
+        return self.g_hat is not None
+
+    def to_internal(self, V):
+        return V
+
+    def from_internal(self, V):
+        return V
+
+    def clip_apply(self, V):
+        """C_t V for a block V (k, d), internal layout."""
+        if self.g_hat is None:
+            return V
+        return self.s * (V - torch.outer(V @ self.g_hat, self.g_hat))
+
+    def jac(self, V):
+        """J_t V = C_t (H + lambda I) V (internal layout)."""
+        return self.clip_apply(self.hvp_reg(V))
+
+    def jac_T(self, V):
+        """J_t^T V = (H + lambda I) C_t V (C_t and H are symmetric)."""
+        return self.hvp_reg(self.clip_apply(V))
+
+    def apply(self, V):
+        """J_t V for a block V (k, d) in parameter order (the public, layout-free form)."""
+        return self.from_internal(self.jac(self.to_internal(V)))
+
+
+def _activation_numel(fm, w, X):
+    """Total number of elements produced by the ops of one forward pass on X."""
+    class Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for o in (out if isinstance(out, (tuple, list)) else [out]):
+                if torch.is_tensor(o):
+                    Count.total += o.numel()
+            return out
+
+    with torch.no_grad(), Count():
+        fm.logits(w, X)
+    return Count.total
+
+
+class GenericJacobian(_Jacobian):
+    """J_t for any FlatModel via torch.func, vmapped over row chunks of a block.
+
+    mode='jvp': H v = d/de grad L(w + e v) (forward-over-reverse, vmapped over v);
+    mode='vjp': H v = v^T d(grad L)/dw (reverse-over-reverse, one linearisation, vmapped).
+    """
+
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, mode="jvp", normaliser=None):
+        self.w = w
+        self.mode = mode
+        N = len(y) if normaliser is None else normaliser
+        self.grad_fn = grad(lambda v: data_loss(fm, v, X, y, N))
+        self.per_sample_grad_fn = vmap(grad(lambda v, x, t: data_loss(fm, v, x[None], t[None], 1)),
+                                       in_dims=(None, 0, 0))
+        self.X, self.y = X, y
+        per_vector = w.element_size() * (HVP_ACTIVATION_FACTOR * _cached_activations(fm, w, X) + 4 * fm.d)
+        self.chunk = int(mem_budget_mb * MB // per_vector)
+        if self.chunk < 1:
+            raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
+                             f"{per_vector / MB:.1f} MB; raise the budget")
+        self._vjp_fn = None
+        super().__init__(g, clip, lam)
+
+    def _hvp_block(self, V):
+        if self.mode == "jvp":
+            return vmap(lambda v: jvp(self.grad_fn, (self.w,), (v,))[1])(V)
+        if self._vjp_fn is None:
+            self._vjp_fn = vjp(self.grad_fn, self.w)[1]
+        return vmap(lambda v: self._vjp_fn(v)[0])(V)
+
+    def hvp_reg(self, V):
+        """(H_B + lambda I) V, chunked over rows to the memory budget."""
+        out = [self._hvp_block(c) + self.lam * c for c in V.split(self.chunk)]
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    def contract_(self, A, eta):
+        """A[k] <- (I - eta J_t) A[k] for every row, in place, chunk by chunk."""
+        for c in A.split(self.chunk):
+            c.sub_(self.jac(c), alpha=eta)
+
+    def per_sample_grads(self):
+        """Rows grad CE_i(w_t), i in B_t (internal layout)."""
+        return self.per_sample_grad_fn(self.w, self.X, self.y)
+
+
+_ACT_CACHE = {}
+
+
+def _cached_activations(fm, w, X):
+    key = (id(fm.module), tuple(X.shape), w.dtype)
+    if key not in _ACT_CACHE:
+        _ACT_CACHE[key] = _activation_numel(fm, w, X)
+    return _ACT_CACHE[key]
+
+
+class LogisticJacobian(_Jacobian):
+    """Closed-form J_t for softmax cross-entropy on a single Linear(D, C) layer.
+
+    Internal layout: Theta = [W | b] flattened row-major (C x (D+1)); the parameter order
+    is W.flatten() then b.
+    """
+
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, normaliser=None):
+        C, D = fm.shapes[0]
+        self.C, self.D1 = C, D + 1
+        self.N = len(y) if normaliser is None else normaliser
+        Xf = X.reshape(len(X), -1)
+        self.Xt = torch.cat([Xf, torch.ones(len(X), 1, dtype=Xf.dtype, device=Xf.device)], 1)
+        self.perm, self.inv_perm = _aug_permutation(C, D, w.device)
+        self.theta = w[self.perm].view(C, self.D1)
+        self.P = torch.softmax(self.Xt @ self.theta.T, dim=1)          # (b, C)
+        self.PT = self.P.T.contiguous()                                 # (C, b)
+        self.y = y
+        per_vector = w.element_size() * 3 * len(y) * C
+        self.chunk = int(mem_budget_mb * MB // per_vector)
+        if self.chunk < 1:
+            raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
+                             f"{per_vector / MB:.3f} MB; raise the budget")
+        super().__init__(g, clip, lam)
+        if self.clipping:
+            # q = (H + lambda I) g_hat, so that g_hat . (H + lambda I) v = q . v
+            self.q = self.hvp_reg(self.g_hat[None])[0]
+
+    def to_internal(self, V):
+        return V[..., self.perm]
+
+    def from_internal(self, V):
+        return V[..., self.inv_perm]
+
+    def _R(self, V):
+        """R[k, c, i] = ((diag p_i - p_i p_i^T) dz_ki)_c, dz_ki = V_k x~_i; returned as (k*C, b)."""
+        k = len(V)
+        dZ = (V.reshape(k * self.C, self.D1) @ self.Xt.T).view(k, self.C, -1)    # (k, C, b)
+        R = self.PT * (dZ - (self.PT * dZ).sum(1, keepdim=True))
+        return R.view(k * self.C, -1)
+
+    def hvp_reg(self, V):
+        """(H_B + lambda I) V = (1/N) R X~ + lambda V (block V, internal layout)."""
+        out = []
+        for c in V.split(self.chunk):
+            k = len(c)
+            o = torch.addmm(c.reshape(k * self.C, self.D1), self._R(c), self.Xt,
+                            beta=self.lam, alpha=1.0 / self.N)
+            out.append(o.view(k, -1))
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    def contract_(self, A, eta):
+        """A[k] <- (I - eta J_t) A[k] in place: one GEMM for dz, one fused addmm, and a
+        rank-one correction when clipping is active (A must be contiguous, internal layout)."""
+        es = eta * self.s
+        for c in A.split(self.chunk):
+            k = len(c)
+            alpha = c @ self.q if self.clipping else None
+            R = self._R(c)
+            cv = c.view(k * self.C, self.D1)
+            cv.addmm_(R, self.Xt, beta=1.0 - es * self.lam, alpha=-es / self.N)
+            if alpha is not None:
+                c.addr_(alpha, self.g_hat, alpha=es)
+
+    def per_sample_grads(self):
+        """grad CE_i = (p_i - e_{y_i}) x~_i^T for i in B_t, rows in internal layout."""
+        E = self.P - F.one_hot(self.y, self.C).to(self.P.dtype)
+        return (E[:, :, None] * self.Xt[:, None, :]).reshape(len(self.y), -1)
+
+
+_PERM_CACHE = {}
+
+
+def _aug_permutation(C, D, device):
+    """perm with aug = flat[perm] (Theta = [W | b] row-major), and its inverse."""
+    key = (C, D, str(device))
+    if key not in _PERM_CACHE:
+        idx = torch.arange(C * D + C).view(-1)
+        aug = torch.empty(C, D + 1, dtype=torch.long)
+        aug[:, :D] = idx[:C * D].view(C, D)
+        aug[:, D] = idx[C * D:]
+        perm = aug.reshape(-1)
+        _PERM_CACHE[key] = (perm.to(device), torch.argsort(perm).to(device))
+    return _PERM_CACHE[key]
+
+
+ENGINES = ["auto", "closed", "jvp", "vjp"]
+
+
+def closed_form_available(fm):
+    return isinstance(fm.module, Logistic)
+
+
+def resolve_engine(fm, engine="auto"):
+    """'auto' -> 'closed' for the logistic model, else 'jvp'."""
+    if engine == "auto":
+        return "closed" if closed_form_available(fm) else "jvp"
+    if engine == "closed" and not closed_form_available(fm):
+        raise InputError("the closed-form Hessian engine exists only for --model logistic")
+    return engine
+
+
+def step_jacobian(fm, w, X, y, lam, g, clip, engine="auto", mem_budget_mb=1024.0, normaliser=None):
+    """The J_t operator of one step (engine: 'auto', 'closed', 'jvp' or 'vjp')."""
+    engine = resolve_engine(fm, engine)
+    if engine == "closed":
+        return LogisticJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser)
+    return GenericJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser)
