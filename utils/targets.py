@@ -1,0 +1,34 @@
+"""The models a privacy audit attacks, and where its results go."""
+import os
+
+from utils import artifacts
+from utils.experiment import METHOD_SCRIPTS, command_line
+from utils.report import info
+
+
+# Methods whose absence is worth a notice; the large-model baselines are attacked when present.
+EXPECTED = ["Proposed", "Proposed_noise", "NU", "IJ"]
+
+
+def present_targets(exp, wanted):
+    """{method: w} for the saved unlearned models among ``wanted`` (Retrain required).
+
+    Retrain, the exact-unlearning reference, must exist (InputError naming the command);
+    each missing method of EXPECTED gets a one-line notice naming the command that makes it.
+    """
+    exp.require_method("Retrain")
+    found = exp.saved_methods()
+    for method in wanted:
+        if method not in found and method in EXPECTED:
+            script, *extra = METHOD_SCRIPTS[method].split()
+            info(f"notice: no {method} model for this configuration; to include it run: "
+                 f"{' '.join([command_line(script)] + extra)}")
+    return {method: found[method][0] for method in wanted if method in found}
+
+
+def results_base(exp, prefix, config):
+    """results_dir/<prefix>-<dataset>-<model>-n<n>-m<m>-s<seed>-<key of config>, no extension."""
+    a = exp.args
+    key = artifacts.config_key({"train": exp.train_config(), "U": exp.U.tolist(), **config})
+    name = f"{prefix}-{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}"
+    return os.path.join(a.results_dir, name)
