@@ -163,8 +163,10 @@ def load_mnist(data_dir):
 # ----------------------------------------------------------------------------- CIFAR-10
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Reads the CIFAR-10 python batches while refusing any global but numpy's arrays."""
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {(core, name) for core in ("numpy.core.multiarray", "numpy._core.multiarray",
+                                         "numpy.core.numeric", "numpy._core.numeric")
+               for name in ("_reconstruct", "_frombuffer")} | {("numpy", "ndarray"), ("numpy", "dtype"),
+                                                           ("_codecs", "encode")}
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:

@@ -1,0 +1,114 @@
+"""Training and exact retraining against independent references."""
+import copy
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import WINE, run_script
+from utils.experiment import Experiment
+from utils.options import parse_args
+from utils.train import sgd
+
+
+def experiment(dirs, *extra):
+    return Experiment(parse_args(WINE + list(dirs) + list(extra)))
+
+
+def hand_loop(exp, keep, norm):
+    """Clipped SGD written directly on the nn.Module with autograd (independent reference)."""
+    a = exp.args
+    module = copy.deepcopy(exp.fm.module).eval()
+    params = list(module.parameters())
+    for t, batch in enumerate(exp.schedule):
+        eta = a.lr * a.lr_decay ** t
+        kept = [int(i) for i in batch if keep[int(i)]]
+        denom = len(batch) if norm == "batch" else len(kept)
+        if kept:
+            loss = F.cross_entropy(module(exp.X[kept]), exp.y[kept], reduction="sum") / denom
+            grads = torch.autograd.grad(loss, params)
+        else:
+            grads = [torch.zeros_like(p) for p in params]
+        with torch.no_grad():
+            grads = [g + a.regularization * p for g, p in zip(grads, params)]
+            total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+            scale = min(1.0, a.clip / total)
+            for p, g in zip(params, grads):
+                p -= eta * scale * g
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+def test_same_seed_bit_identical(dirs):
+    w1 = experiment(dirs).train_original(progress=False)
+    w2 = experiment(dirs).train_original(progress=False)
+    w3 = experiment(dirs, "--seed", "5").train_original(progress=False)
+    assert torch.equal(w1, w2)
+    assert not torch.allclose(w1, w3)
+
+
+def test_empty_forget_set_reproduces_original(dirs):
+    for norm in ["batch", "mean"]:
+        exp = experiment(dirs, "--num_forget", "0", "--retrain_norm", norm)
+        assert torch.equal(exp.retrain(progress=False), exp.train_original(progress=False))
+
+
+@pytest.mark.parametrize("norm", ["batch", "mean"])
+def test_retrain_matches_hand_written_loop(dirs, norm):
+    exp = experiment(dirs, "--retrain_norm", norm, "--num_forget", "20")
+    w = exp.retrain(progress=False)
+    ref = hand_loop(exp, exp.keep.tolist(), norm)
+    assert torch.allclose(w, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_batch_and_mean_variants_differ(dirs):
+    wb = experiment(dirs, "--retrain_norm", "batch", "--num_forget", "20").retrain(progress=False)
+    wm = experiment(dirs, "--retrain_norm", "mean", "--num_forget", "20").retrain(progress=False)
+    assert (wb - wm).norm() > 1e-4 * wb.norm()
+
+
+def test_retrain_never_reads_forgotten_samples(dirs):
+    exp = experiment(dirs, "--retrain_norm", "mean", "--num_forget", "20")
+    rest = exp.keep.nonzero().squeeze(1)
+    clean_subset = exp.X[rest].clone()
+    exp.X[exp.U] = float("nan")
+    w = exp.retrain(progress=False)
+    assert torch.isfinite(w).all()
+    # the same SGD on the remaining samples alone, batches re-indexed into the subset
+    position = torch.full((exp.n,), -1, dtype=torch.long)
+    position[rest] = torch.arange(len(rest))
+    schedule = [position[b[exp.keep[b]]] for b in exp.schedule]
+    a = exp.args
+    w_subset = sgd(exp.fm, exp.w0, clean_subset, exp.y[rest], schedule, a.lr, a.lr_decay, a.clip,
+                   a.regularization)
+    assert torch.equal(w, w_subset)
+
+
+@pytest.mark.parametrize("norm", ["batch", "mean"])
+def test_emptied_batch_gives_no_nan(dirs, norm):
+    probe = experiment(dirs, "--batch_size", "4")
+    first = ",".join(str(int(i)) for i in probe.schedule[0])
+    exp = experiment(dirs, "--batch_size", "4", "--forget_indices", first, "--retrain_norm", norm)
+    w = exp.retrain(progress=False)
+    assert torch.isfinite(w).all()
+    assert torch.allclose(w, hand_loop(exp, exp.keep.tolist(), norm), atol=1e-5, rtol=1e-4)
+
+
+def test_original_is_cached_and_keyed(dirs):
+    exp = experiment(dirs)
+    w, seconds = exp.original()
+    assert seconds > 0
+    w_again, seconds_again = experiment(dirs).original()
+    assert seconds_again == 0 and torch.equal(w, w_again)
+    assert experiment(dirs, "--lr", "0.02").train_dir != exp.train_dir
+    assert experiment(dirs, "--num_forget", "3").train_dir == exp.train_dir
+    with open(exp.train_dir + "/manifest.json") as f:
+        assert json.load(f)["config"]["lr"] == 0.01
+
+
+def test_main_retrain_json(dirs):
+    out = json.loads(run_script("main_retrain.py", *WINE, *dirs, "--json").stdout)
+    assert out["Retrain"]["distance"] == 0.0
+    assert out["Original"]["distance"] > 0
+    assert 0 <= out["Retrain"]["test_acc"] <= 1
