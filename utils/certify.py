@@ -1,0 +1,79 @@
+"""Certified noise for the Hessian-free method (SPEC section 8, ``--application``).
+
+* sigma: the analytic Gaussian mechanism (Balle & Wang, ICML 2018): the smallest sigma with
+
+      Phi(Delta/(2 sigma) - eps sigma/Delta) - e^eps Phi(-Delta/(2 sigma) - eps sigma/Delta) <= delta,
+
+  computed with ``dp_accounting.get_sigma_gaussian`` (sensitivity 1) scaled by Delta.
+* Delta: the authors' bound on ||w_unlearned - w_retrain|| (eta0 = lr, gamma = lr_decay,
+  c = clip, T steps, Bs = ceil(n/|B|) steps per epoch, m deletions, rho >= sup_t ||I - eta_t J_t||):
+
+      Delta = 2 eta0^2 c (1-gamma) [ (rho^T - gamma^T)/(rho - gamma) - (rho^T - gamma^{2T})/(rho - gamma^2) ]
+            + 2 eta0 c (m/|B|) rho^Bs gamma^Bs (rho^T - gamma^T)/(rho^Bs - gamma^Bs)
+
+  with every quotient (a^K - b^K)/(a - b) evaluated as the geometric sum
+  sum_{k<K} a^k b^{K-1-k}, which stays finite when a = b.
+* rho: ||I - eta_t J_t||_2 by power iteration on M^T M (M = I - eta_t J_t), warm-started
+  from the previous step's vector; the maximum over steps.
+"""
+import math
+
+import torch
+from dp_accounting import get_sigma_gaussian
+from scipy.stats import norm
+
+
+def analytic_gaussian_sigma(epsilon, delta, sensitivity=1.0):
+    """Smallest sigma making N(0, sigma^2) noise (epsilon, delta)-DP at L2 sensitivity Delta."""
+    return sensitivity * get_sigma_gaussian(epsilon, delta)
+
+
+def gaussian_delta(sigma, epsilon, sensitivity=1.0):
+    """delta achieved by N(0, sigma^2) at sensitivity Delta (Balle & Wang, Theorem 8)."""
+    a, b = sensitivity / (2 * sigma), epsilon * sigma / sensitivity
+    return norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b)
+
+
+def geometric_quotient(a, b, K):
+    """(a^K - b^K) / (a - b) = sum_{k=0}^{K-1} a^k b^(K-1-k)."""
+    return sum(a ** k * b ** (K - 1 - k) for k in range(K))
+
+
+def sensitivity_bound(lr, gamma, clip, T, steps_per_epoch, m, batch_size, rho):
+    """The authors' bound Delta on ||w_unlearned - w_retrain|| (see module docstring)."""
+    first = 2 * lr ** 2 * clip * (1 - gamma) * (
+        geometric_quotient(rho, gamma, T) - geometric_quotient(rho, gamma ** 2, T)
+        if gamma != 1 else 0.0)
+    Bs = steps_per_epoch
+    second = (2 * lr * clip * (m / batch_size) * rho ** Bs * gamma ** Bs
+              * geometric_quotient(rho, gamma, T) / geometric_quotient(rho, gamma, Bs))
+    return first + second
+
+
+class PowerIteration:
+    """Running max over steps of ||I - eta_t J_t||_2, estimated by power iteration on
+    v -> M^T M v, M = I - eta_t J_t, warm-started across steps."""
+
+    def __init__(self, d, dtype, device, iters=2, seed=0):
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.v = torch.randn(1, d, generator=gen, dtype=dtype).to(device)
+        self.v /= self.v.norm()
+        self.iters = iters
+        self.per_step = []
+
+    def step(self, op, eta):
+        """Estimate ||M_t|| with the step operator ``op`` (internal layout is orthogonal)."""
+        v = op.to_internal(self.v)
+        est = 0.0
+        for _ in range(self.iters):
+            u = v - eta * op.jac(v)
+            est = float(u.norm())
+            v = u - eta * op.jac_T(u)
+            v = v / v.norm()
+        self.v = op.from_internal(v)
+        self.per_step.append(est)
+        return est
+
+    @property
+    def rho(self):
+        return max(self.per_step) if self.per_step else 1.0
