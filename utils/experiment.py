@@ -24,8 +24,8 @@ from utils import artifacts
 from utils.data import load_data
 from utils.forget import forget_set
 from utils.functional import FlatModel, evaluate
-from utils.options import InputError, fail
-from utils.report import info
+from utils.options import InputError, fail, parse_args
+from utils.report import finish, info, table
 from utils.train import make_schedule, pack_schedule, sgd, unpack_schedule
 
 # Flags that change each method's result for a fixed training config and forget set:
@@ -220,3 +220,25 @@ def run_main(main):
         main()
     except InputError as e:
         fail(str(e))
+
+
+def run_baseline(method, update):
+    """Shared body of the one-shot baseline scripts: w = update(exp, w_T), timed and saved.
+
+    The unlearning time is the wall time of ``update``; these baselines need no precompute.
+    """
+    args = parse_args()
+    exp = Experiment(args)
+    w_T, _ = exp.original()
+    start = time.perf_counter()
+    w = update(exp, w_T)
+    seconds = time.perf_counter() - start
+    metrics = dict(exp.metrics(w), unlearn_s=seconds, precompute_s=0.0, storage_bytes=0)
+    retrain = exp.load_method("Retrain")
+    if retrain is not None:
+        metrics["distance"] = float((w - retrain[0]).norm())
+    path = exp.save_method(method, w, metrics)
+    cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "unlearn_s"]
+    note = "" if retrain is not None else f"\n(no Retrain model: run {command_line('main_retrain.py')} for the distance)"
+    finish({method: dict(metrics, model=path)}, args.json,
+           table([dict(method=method, **metrics)], cols) + f"\nmodel: {path}" + note)

@@ -1,0 +1,11 @@
+"""Fine-tuning baseline: continue the clipped SGD on D \\ U from w_T (--finetune_epochs, 15 in the paper)."""
+
+from utils.baselines import finetune
+from utils.experiment import run_main, run_baseline
+
+def main():
+    run_baseline("Finetune", lambda exp, w_T: finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, exp.args,
+                                                       len(exp.schedule), progress=not exp.args.quiet))
+
+if __name__ == "__main__":
+    run_main(main)

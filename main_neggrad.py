@@ -1,0 +1,11 @@
+"""NegGrad baseline: gradient ascent on the loss of U from w_T (2 epochs, batch 50, step 0.1 * lr in the paper)."""
+from utils.baselines import neggrad
+from utils.experiment import run_main, run_baseline
+
+
+def main():
+    run_baseline("NegGrad", lambda exp, w_T: neggrad(exp.fm, w_T, exp.X, exp.y, exp.U, exp.args))
+
+
+if __name__ == "__main__":
+    run_main(main)
