@@ -1,35 +1,20 @@
 """Loaders on small synthetic files in the standard layouts, and the seeded subsets."""
-import os
 import pickle
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from utils.catalog import DATASETS
 from utils.data import load_data, load_splits, seeded_subset
 from utils.options import InputError
+from utils.synthetic import write_celeba, write_cifar, write_jpg, write_lfw
 
 
 def args_for(dataset, data_dir, n, seed=0, rate=0.5):
     return SimpleNamespace(dataset=dataset, data_dir=str(data_dir), num_dataset=n, seed=seed,
                            test_train_rate=rate)
-
-
-def write_cifar(root, per_batch=6):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    raw = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        d = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-             "labels": rng.integers(0, 10, per_batch).tolist()}
-        raw[name] = d
-        with open(folder / name, "wb") as f:
-            pickle.dump(d, f, protocol=2)
-    return raw
 
 
 def test_cifar_python_batches(tmp_path):
@@ -52,39 +37,20 @@ def test_cifar_refuses_foreign_pickles(tmp_path):
         load_splits("cifar", tmp_path)
 
 
-def write_jpg(path, color, size=(20, 24)):
-    Image.new("RGB", size, color).save(path)
-
-
 def test_celeba_layout_and_male_attribute(tmp_path):
-    root = tmp_path / "celeba"
-    (root / "img_align_celeba").mkdir(parents=True)
-    names = [f"{i:06d}.jpg" for i in range(1, 9)]
-    male = [1, -1, 1, 1, -1, -1, 1, -1]
-    part = [0, 0, 0, 1, 2, 2, 0, 2]
-    for i, nm in enumerate(names):
-        write_jpg(root / "img_align_celeba" / nm, (30 * i, 0, 0))
-    with open(root / "list_attr_celeba.txt", "w") as f:
-        f.write(f"{len(names)}\n5_o_Clock_Shadow Bald Male Young\n")
-        for nm, m in zip(names, male):
-            f.write(f"{nm}  -1  1 {m:2d}  1\n")
-    with open(root / "list_eval_partition.txt", "w") as f:
-        f.writelines(f"{nm} {p}\n" for nm, p in zip(names, part))
+    names = write_celeba(tmp_path, male=[1, -1, 1, 1, -1, -1, 1, -1], partition=[0, 0, 0, 1, 2, 2, 0, 2])
+    write_jpg(tmp_path / "celeba" / "img_align_celeba" / names[6], (180, 0, 0))
     train, test, _ = load_splits("celeba", tmp_path)
     assert train.labels.tolist() == [1, 0, 1, 1]           # partition 0: images 1, 2, 3, 7
     assert test.labels.tolist() == [0, 0, 0]               # partition 2: images 5, 6, 8
     x = train.fetch(torch.tensor([3]))
     assert x.shape == (1,) + DATASETS["celeba"]["shape"]
-    red = (30 * 6 / 255 - 0.485) / 0.229                  # image 7 is (180, 0, 0)
+    red = (180 / 255 - 0.485) / 0.229                     # image 7 was rewritten as (180, 0, 0)
     assert abs(x[0, 0].mean().item() - red) < 0.05
 
 
 def test_lfw_keeps_people_with_30_to_100_images(tmp_path):
-    root = tmp_path / "lfw"
-    for person, count in [("Ann_A", 30), ("Bob_B", 5), ("Cid_C", 31)]:
-        (root / person).mkdir(parents=True)
-        for k in range(count):
-            write_jpg(root / person / f"{person}_{k + 1:04d}.jpg", (k, 0, 0), size=(8, 8))
+    write_lfw(tmp_path, {"Ann_A": 30, "Bob_B": 5, "Cid_C": 31})
     train, test, source = load_splits("lfw", tmp_path)
     assert len(train) + len(test) == 61 and "2 identities" in source
     assert set(train.labels.tolist()) | set(test.labels.tolist()) == {0, 1}
