@@ -58,6 +58,8 @@ def build_parser():
     a("--rho", type=float, default=None, help="override the measured contraction bound rho >= sup_t ||I - eta_t J_t||")
     # --- second-order baselines ---
     a("--damping_factor", type=float, default=1e-2, help="damping kappa added to the Hessian (NU, IJ)")
+    a("--hessian_solver", choices=["auto", "cholesky", "lu"], default="auto",
+      help="NU/IJ solve: 'cholesky' stops when the damped Hessian is not positive definite; 'lu' solves indefinite systems too; 'auto' = cholesky, else lu with a notice")
     # --- large-model baselines ---
     a("--finetune_epochs", type=int, default=15, help="epochs of fine-tuning on D \\ U (main_finetune.py)")
     a("--neggrad_epochs", type=int, default=2, help="epochs of gradient ascent on U (main_neggrad.py)")
