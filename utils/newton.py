@@ -1,0 +1,176 @@
+"""Second-order baselines (SPEC section 9): Newton step (NS) and infinitesimal jackknife (IJ).
+
+With l_i(w) = CE_i(w) + (lambda/2)||w||^2 at w_T, H = (1/n) sum_i hess l_i,
+H_U = (1/m) sum_{u in U} hess l_u, g_U = sum_{u in U} grad l_u and damping kappa:
+
+    NS:  H_rest = (n H - m H_U) / (n - m) + kappa I;   w = w_T + (1/(n-m)) H_rest^{-1} g_U
+    IJ:  w = w_T + (1/n) (H + kappa I)^{-1} g_U
+
+The systems are solved from a factorisation in float64, never an explicit inverse:
+Cholesky when the damped Hessian is positive definite; otherwise (a non-convex model away
+from a minimum) the solver flag decides: 'cholesky' stops with the smallest eigenvalue,
+'lu' and 'auto' solve the indefinite system by LU (as the formula, and the authors'
+matrix inverse, do). The precompute is the summed full-data Hessian n H (NS) and the
+factorisation of H + kappa I (IJ), cached per training configuration under
+``<train dir>/cache`` and reused by every deletion set.
+"""
+import os
+import time
+
+import torch
+
+from utils import artifacts
+from utils.hessian import gradient_sum, hessian_sum
+from utils.options import InputError
+from utils.report import info
+
+
+def factorize(A, what, solver="cholesky"):
+    """Factorisation of the symmetric matrix A in float64, as a dict of tensors.
+
+    {"L"} (Cholesky) when A is positive definite. Otherwise InputError naming A's smallest
+    eigenvalue for solver='cholesky'; {"LU", "pivots", "min_eig"} for 'lu' / 'auto'.
+    """
+    A = A.double()
+    if solver != "lu":
+        L, status = torch.linalg.cholesky_ex(A)
+        if int(status) == 0:
+            return {"L": L}
+    low = float(torch.linalg.eigvalsh(A)[0])
+    if solver == "cholesky":
+        raise InputError(f"{what} is not positive definite (smallest eigenvalue {low:.4g}); "
+                         f"increase --damping_factor by more than {-low:.4g}, or pass --hessian_solver lu")
+    if solver == "auto":
+        info(f"notice: {what} is not positive definite (smallest eigenvalue {low:.4g}); solving "
+             f"the indefinite system by LU (--hessian_solver cholesky stops instead)")
+    LU, pivots, status = torch.linalg.lu_factor_ex(A)
+    if int(status) != 0:
+        raise InputError(f"{what} is singular (smallest eigenvalue {low:.4g}); change --damping_factor")
+    return {"LU": LU, "pivots": pivots, "min_eig": torch.tensor(low, dtype=torch.float64)}
+
+
+def solve(factor, b):
+    """A^{-1} b from ``factorize``'s output, computed in float64, returned in b's dtype."""
+    rhs = b.double().unsqueeze(1)
+    if "L" in factor:
+        x = torch.cholesky_solve(rhs, factor["L"].double())
+    else:
+        x = torch.linalg.lu_solve(factor["LU"].double(), factor["pivots"], rhs)
+    return x.squeeze(1).to(b.dtype)
+
+
+def newton_step(w_T, H_sum, H_sum_U, g_U, n, m, kappa, solver="cholesky"):
+    """NS: w_T + (1/(n-m)) [ (H_sum - H_sum_U)/(n-m) + kappa I ]^{-1} g_U; returns (w, factor).
+
+    ``H_sum`` = n H (all n samples), ``H_sum_U`` = m H_U (the m deleted samples).
+    """
+    A = (H_sum.double() - H_sum_U.double()) / (n - m)
+    A.diagonal().add_(kappa)
+    factor = factorize(A, "the damped Hessian of the remaining data H_rest + kappa I", solver)
+    return w_T + solve(factor, g_U) / (n - m), factor
+
+
+def ij_factor(H_sum, n, kappa, solver="cholesky"):
+    """Factorisation of H + kappa I = H_sum / n + kappa I."""
+    A = H_sum.double() / n
+    A.diagonal().add_(kappa)
+    return factorize(A, "the damped full-data Hessian H + kappa I", solver)
+
+
+def ij_step(w_T, factor, g_U, n):
+    """IJ: w_T + (1/n) (H + kappa I)^{-1} g_U, with ``factor`` that of H + kappa I."""
+    return w_T + solve(factor, g_U) / n
+
+
+def factor_report(factor):
+    """What the metrics record about a factorisation: solver used, smallest eigenvalue."""
+    if "L" in factor:
+        return {"solver": "cholesky"}
+    return {"solver": "lu", "min_eigenvalue": float(factor["min_eig"])}
+
+
+# ---------------------------------------------------------------------- cached precomputes
+def _load(path):
+    """(tensors, seconds it took to compute them) from the cache, or None when absent."""
+    meta = path[:-3] + ".json"
+    if not (os.path.exists(path) and os.path.exists(meta)):
+        return None
+    remedy = f"delete {path} and rerun"
+    return artifacts.load_tensors(path, remedy=remedy), float(artifacts.read_json(meta, remedy)["seconds"])
+
+
+def _store(path, tensors, seconds):
+    artifacts.save_tensors(path, tensors)
+    artifacts.write_json(path[:-3] + ".json", {"seconds": seconds,
+                                               "tensors": {k: list(v.shape) for k, v in tensors.items()}})
+
+
+def storage_bytes(tensors):
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def full_hessian(exp, w_T):
+    """(n H at w_T, seconds it took, cached?) for the experiment's training config."""
+    a = exp.args
+    path = exp.cache_path("hessian")
+    got = _load(path)
+    if got is not None:
+        return got[0]["H"].to(exp.device), got[1], True
+    start = time.perf_counter()
+    H = hessian_sum(exp.fm, w_T, exp.X, exp.y, a.regularization, a.mem_budget_mb,
+                    progress=not a.quiet, desc="full-data Hessian")
+    seconds = time.perf_counter() - start
+    _store(path, {"H": H}, seconds)
+    return H, seconds, False
+
+
+def ij_precompute(exp, w_T):
+    """(factorisation of H + kappa I, seconds it took including the Hessian, cached?)."""
+    a = exp.args
+    path = exp.cache_path("ij-factor", flags=("damping_factor",))
+    got = _load(path)
+    if got is not None and (a.hessian_solver != "cholesky" or "L" in got[0]):
+        return {k: v.to(exp.device) for k, v in got[0].items()}, got[1], True
+    H, seconds_H, _ = full_hessian(exp, w_T)
+    start = time.perf_counter()
+    factor = ij_factor(H, exp.n, a.damping_factor, a.hessian_solver)
+    # stored (and used, so a cached rerun gives the same numbers) in the Hessian's precision
+    factor = {k: v.to(H.dtype) if v.is_floating_point() else v for k, v in factor.items()}
+    seconds = seconds_H + time.perf_counter() - start
+    _store(path, factor, seconds)
+    return factor, seconds, False
+
+
+def forget_gradient(exp, w_T):
+    """g_U = sum_{u in U} grad l_u(w_T)."""
+    U = exp.U.to(exp.device)
+    return gradient_sum(exp.fm, w_T, exp.X[U], exp.y[U], exp.args.regularization)
+
+
+def forget_hessian(exp, w_T):
+    """m H_U = sum_{u in U} hess l_u(w_T)."""
+    U = exp.U.to(exp.device)
+    a = exp.args
+    return hessian_sum(exp.fm, w_T, exp.X[U], exp.y[U], a.regularization, a.mem_budget_mb,
+                       progress=not a.quiet, desc="Hessian of U")
+
+
+def unlearn_ns(exp, w_T):
+    """NS unlearned model and its costs (precompute_s, unlearn_s, storage_bytes, ...)."""
+    H, precompute_s, cached = full_hessian(exp, w_T)
+    start = time.perf_counter()
+    w, factor = newton_step(w_T, H, forget_hessian(exp, w_T), forget_gradient(exp, w_T), exp.n,
+                            len(exp.U), exp.args.damping_factor, exp.args.hessian_solver)
+    unlearn_s = time.perf_counter() - start
+    return w, dict(precompute_s=precompute_s, unlearn_s=unlearn_s, precompute_cached=cached,
+                   storage_bytes=storage_bytes({"H": H}), **factor_report(factor))
+
+
+def unlearn_ij(exp, w_T):
+    """IJ unlearned model and its costs (precompute_s, unlearn_s, storage_bytes, ...)."""
+    factor, precompute_s, cached = ij_precompute(exp, w_T)
+    start = time.perf_counter()
+    w = ij_step(w_T, factor, forget_gradient(exp, w_T), exp.n)
+    unlearn_s = time.perf_counter() - start
+    return w, dict(precompute_s=precompute_s, unlearn_s=unlearn_s, precompute_cached=cached,
+                   storage_bytes=storage_bytes(factor), **factor_report(factor))
