@@ -38,6 +38,9 @@ MB = 2 ** 20
 # Working-set estimate of one vectorised HVP direction, in multiples of the activations
 # of one forward pass of the batch (tangent activations, their cotangents, saved tensors).
 HVP_ACTIVATION_FACTOR = 6
+# The closed form updates the bank in row chunks of about this many bytes, so that each
+# chunk stays in cache between its two matrix products.
+CACHE_CHUNK_BYTES = 2 * MB
 
 
 def clip_factors(g, c):
@@ -181,6 +184,7 @@ class LogisticJacobian(_Jacobian):
         if self.chunk < 1:
             raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
                              f"{per_vector / MB:.3f} MB; raise the budget")
+        self.chunk = min(self.chunk, max(1, CACHE_CHUNK_BYTES // (w.element_size() * fm.d)))
         super().__init__(g, clip, lam)
         if self.clipping:
             # q = (H + lambda I) g_hat, so that g_hat . (H + lambda I) v = q . v

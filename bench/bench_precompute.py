@@ -1,0 +1,192 @@
+"""Benchmark of the Hessian-free precompute against a naive per-sample autograd loop.
+
+    python3 bench/bench_precompute.py [--json] [--naive_steps 3] [--cnn_steps 8]
+
+For each setting (MNIST logistic paper setting: n=1000, batch 32, 15 epochs, d=7,850; MNIST
+cnn: n=1000, batch 64, 20 epochs, d=21,840) the training trajectory is replayed once and,
+on the same recorded steps:
+
+* ours: ``utils.hvp`` block update of all n approximators per step (the project's engine);
+* naive: the authors' kind — per step, one autograd Hessian-vector product per sample
+  (double backward through the batch gradient, a Python loop over the n samples).
+
+Both run on a prefix of steps and are extrapolated to all T steps (ours runs in full for
+the logistic model). FLOPs of ours are counted with ``torch.utils.flop_counter``; the floor
+is FLOPs / the large-matmul rate measured in the same run. Also times 50 online deletions
+(one vector addition each) for d=7,850.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("HFU_OFFLINE", "1")
+
+from utils.experiment import Experiment  # noqa: E402
+from utils.functional import data_loss  # noqa: E402
+from utils.hf import Bank, injection  # noqa: E402
+from utils.hvp import clip_factors, step_jacobian  # noqa: E402
+from utils.options import parse_args  # noqa: E402
+from utils.report import info, table  # noqa: E402
+from utils.train import sgd  # noqa: E402
+
+COMMON = ["--dataset", "mnist", "--lr", "0.05", "--lr_decay", "0.995", "--num_dataset", "1000",
+          "--gpu", "-1", "--quiet"]
+SETTINGS = {
+    "logistic": ["--model", "logistic", "--epochs", "15", "--batch_size", "32", "--clip", "5",
+                 "--regularization", "0.5"],
+    "cnn": ["--model", "cnn", "--epochs", "20", "--batch_size", "64", "--clip", "10",
+            "--regularization", "1e-6"],
+}
+
+
+def matmul_rate(size=2048, reps=5):
+    """FLOP/s of a large float32 matrix product (best of ``reps``)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def _inplace_addmm_flops(self_shape, a_shape, b_shape, out_shape=None, **kwargs):
+    """FlopCounterMode has no formula for the in-place ``addmm_``: 2 m k n."""
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
+def count_flops(fn):
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _inplace_addmm_flops}) as c:
+        fn()
+    return c.get_total_flops()
+
+
+def record(exp, steps):
+    """The first ``steps`` steps of the training trajectory: (w_t, batch, eta_t, g_t)."""
+    a, out = exp.args, []
+
+    def keep(t, w, batch, eta, g):
+        if t < steps:
+            out.append((w.clone(), batch, eta, g.clone()))
+
+    sgd(exp.fm, exp.w0, exp.X, exp.y, exp.schedule[:steps], a.lr, a.lr_decay, a.clip,
+        a.regularization, on_step=keep)
+    return out
+
+
+def ours_step(exp, A, w, batch, eta, g):
+    """One step of the project's recursion on all rows of A (internal layout)."""
+    a = exp.args
+    op = step_jacobian(exp.fm, w, exp.X[batch], exp.y[batch], a.regularization, g, a.clip,
+                       mem_budget_mb=a.mem_budget_mb)
+    op.contract_(A, eta)
+    A.index_add_(0, batch, op.clip_apply(injection(op.per_sample_grads(), "batch")), alpha=eta)
+    return op
+
+
+def naive_step(exp, vectors, w, batch, eta, g):
+    """The authors' kind: a Python loop of autograd HVPs, one per sample."""
+    a = exp.args
+    wg = w.detach().requires_grad_(True)
+    Xb, yb = exp.X[batch], exp.y[batch]
+    (gb,) = torch.autograd.grad(data_loss(exp.fm, wg, Xb, yb, len(batch)), wg, create_graph=True)
+    s, g_hat = clip_factors(g, a.clip)
+    members = {int(u): i for i, u in enumerate(batch.tolist())}
+    for u in range(len(vectors)):
+        v = vectors[u]
+        (hv,) = torch.autograd.grad(gb @ v, wg, retain_graph=True)
+        jv = hv + a.regularization * v
+        if g_hat is not None:
+            jv = s * (jv - g_hat * (g_hat @ jv))
+        v = v - eta * jv
+        if u in members:
+            wu = wg.detach().requires_grad_(True)
+            i = members[u]
+            (gu,) = torch.autograd.grad(data_loss(exp.fm, wu, Xb[i:i + 1], yb[i:i + 1], len(batch)), wu)
+            v = v + eta * (gu if g_hat is None else s * (gu - g_hat * (g_hat @ gu)))
+        vectors[u] = v.detach()
+
+
+def bench_setting(name, naive_steps, ours_steps, rate, log_dir):
+    exp = Experiment(parse_args(SETTINGS[name] + COMMON + ["--log_dir", log_dir]))
+    T, n, d = len(exp.schedule), exp.n, exp.fm.d
+    ours_steps = min(ours_steps or T, T)
+    traj = record(exp, max(naive_steps, ours_steps))
+    A = torch.zeros(n, d)
+    ours_step(exp, A.clone(), *traj[0])                      # warm-up (allocator, kernels)
+    start = time.perf_counter()
+    for w, batch, eta, g in traj[:ours_steps]:
+        op = ours_step(exp, A, w, batch, eta, g)
+    ours_per_step = (time.perf_counter() - start) / ours_steps
+    flops_per_step = count_flops(lambda: ours_step(exp, A.clone(), *traj[0]))
+    vectors = [torch.zeros(d) for _ in range(n)]
+    start = time.perf_counter()
+    for w, batch, eta, g in traj[:naive_steps]:
+        naive_step(exp, vectors, w, batch, eta, g)
+    naive_per_step = (time.perf_counter() - start) / naive_steps
+    # the two agree on the common prefix (naive state is after naive_steps, ours after ours_steps)
+    check = torch.zeros(n, d)
+    for step in traj[:naive_steps]:
+        op = ours_step(exp, check, *step)
+    agree = float((op.from_internal(check) - torch.stack(vectors)).norm() / check.norm())
+    floor = flops_per_step * T / rate
+    return {"T": T, "n": n, "d": d, "engine": type(op).__name__,
+            "ours_s_per_step": ours_per_step, "naive_s_per_step": naive_per_step,
+            "ours_s": ours_per_step * T, "naive_s": naive_per_step * T,
+            "ratio": naive_per_step / ours_per_step, "flops": flops_per_step * T,
+            "flop_floor_s": floor, "ours_over_floor": ours_per_step * T / floor,
+            "ours_steps_measured": ours_steps, "naive_steps_measured": naive_steps,
+            "relative_difference_ours_vs_naive": agree}
+
+
+def online_deletions(d=7850, n=1000, m=50):
+    bank = Bank(torch.randn(n, d), torch.arange(n), torch.ones(1), {})
+    U = torch.randperm(n)[:m]
+    bank.unlearn_online(torch.zeros(d), U)                   # warm-up
+    _, times = bank.unlearn_online(torch.zeros(d), U)
+    return sum(times)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--naive_steps", type=int, default=3, help="steps of the naive loop (extrapolated)")
+    p.add_argument("--logistic_steps", type=int, default=0, help="steps of ours for logistic (0 = all)")
+    p.add_argument("--cnn_steps", type=int, default=4, help="steps of ours for cnn (extrapolated)")
+    p.add_argument("--settings", default="logistic,cnn", help="comma-separated subset of logistic,cnn")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    rate = matmul_rate()
+    out = {"matmul_flops_per_s": rate, "threads": torch.get_num_threads(),
+           "load_average_1min": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as log_dir:
+        for name in args.settings.split(","):
+            steps = args.logistic_steps if name == "logistic" else args.cnn_steps
+            out[name] = bench_setting(name, args.naive_steps, steps, rate, log_dir)
+    out["online_50_deletions_s"] = online_deletions()
+    rows = [dict(setting=k, steps=v["T"], d=v["d"], ours_step_ms=1e3 * v["ours_s_per_step"],
+                 naive_step_ms=1e3 * v["naive_s_per_step"], ours_s=v["ours_s"], naive_s=v["naive_s"],
+                 ratio=v["ratio"], floor_s=v["flop_floor_s"], ours_over_floor=v["ours_over_floor"])
+            for k, v in out.items() if isinstance(v, dict)]
+    text = table(rows, list(rows[0])) + (
+        f"\nmatmul rate {rate / 1e9:.1f} GFLOP/s on {out['threads']} threads (load average "
+        f"{out['load_average_1min']:.2f}); naive measured on {args.naive_steps} steps, "
+        + ", ".join(f"{k} ours on {v['ours_steps_measured']} of {v['T']} steps" for k, v in out.items()
+                    if isinstance(v, dict))
+        + f", the rest extrapolated\n50 online deletions (d=7,850): {out['online_50_deletions_s'] * 1e3:.3f} ms")
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        info(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Hessian-free online certified unlearning (Qiao et al., ICLR 2025), SPEC section 8.
+
+    python3 main_proposed.py --model logistic --dataset mnist --epochs 15 --batch_size 32 \\
+        --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5 --num_dataset 1000 --gpu -1
+
+Trains (or reuses) the original model, precomputes (or reuses) the bank of per-sample
+approximators a_u, then unlearns U: w = w_T + sum_{u in U} a_u, one request at a time
+(default) or as one batch (--batch_unlearn). --application adds Gaussian noise calibrated
+by the analytic Gaussian mechanism to the sensitivity bound. Saves "Proposed" (and
+"Proposed_noise") under --log_dir; prints the distance to Retrain when it is available.
+"""
+import math
+import statistics
+
+import torch
+
+from utils.certify import analytic_gaussian_sigma, sensitivity_bound
+from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
+from utils.hf import precompute_bank
+from utils.options import InputError, parse_args
+from utils.report import finish, info, table
+
+CHEAP_RETRAIN_MODELS = ("logistic", "mlp")
+
+
+def certify(args, exp, bank):
+    """(sigma, record) for --application: rho measured (or --rho), Delta bound, sigma."""
+    rho = args.rho if args.rho is not None else bank.rho
+    T = len(exp.schedule)
+    Bs = math.ceil(exp.n / args.batch_size)
+    delta_bound = sensitivity_bound(args.lr, args.lr_decay, args.clip, T, Bs, len(exp.U),
+                                    args.batch_size, rho)
+    sigma = args.std if args.std > 0 else analytic_gaussian_sigma(args.epsilon, args.delta, delta_bound)
+    return sigma, {"epsilon": args.epsilon, "delta": args.delta, "rho": rho,
+                   "rho_measured": bank.rho, "sensitivity": delta_bound, "sigma": sigma,
+                   "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism"}
+
+
+def reference_retrain(exp):
+    """The saved Retrain model, or a fresh retrain when that is cheap; None otherwise."""
+    got = exp.load_method("Retrain")
+    if got is not None:
+        return got[0], "saved"
+    if exp.args.model in CHEAP_RETRAIN_MODELS:
+        return exp.retrain(), "computed now"
+    info(f"no Retrain model for the distance; run: {command_line(METHOD_SCRIPTS['Retrain'])}")
+    return None, None
+
+
+def main():
+    args = parse_args()
+    if args.hf_mode != "bank":
+        raise InputError("--hf_mode replay is not implemented yet; use --hf_mode bank")
+    exp = Experiment(args)
+    info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, "
+         f"steps={len(exp.schedule)}, device={exp.device}")
+    w_T, train_s = exp.original()
+    bank, precompute_s = precompute_bank(exp, w_T)
+    if bank.manifest.get("candidates") != "all":
+        info("note: approximators were computed for the declared candidates only "
+             "(--hf_candidates); a full bank for all n samples costs n/|candidates| times more")
+    if args.batch_unlearn:
+        w, seconds = bank.unlearn_batch(w_T, exp.U)
+        per_request = [seconds / max(1, len(exp.U))] * len(exp.U)
+    else:
+        w, per_request = bank.unlearn_online(w_T, exp.U)
+    unlearn_s = sum(per_request)
+    common = dict(precompute_s=bank.manifest["precompute_s"], precompute_s_now=precompute_s,
+                  unlearn_s=unlearn_s, unlearn_median_s=statistics.median(per_request) if per_request else 0.0,
+                  storage_bytes=bank.storage_bytes, bank_rows=len(bank.rows), rho=bank.rho,
+                  retrain_norm=args.retrain_norm, mode="batch" if args.batch_unlearn else "online",
+                  data_source=exp.data.source)
+    results = {"Proposed": (w, dict(exp.metrics(w), **common))}
+    if args.application:
+        sigma, cert = certify(args, exp, bank)
+        gen = torch.Generator(device="cpu").manual_seed(args.seed)
+        noise = torch.randn(exp.fm.d, generator=gen, dtype=w.dtype).to(exp.device)
+        w_noise = w + sigma * noise
+        results["Proposed_noise"] = (w_noise, {**exp.metrics(w_noise), **common, **cert})
+    w_re, how = reference_retrain(exp)
+    rows, summary = [], {"train_s": train_s}
+    candidates = [("Original", w_T, exp.metrics(w_T))] + [(k, v[0], v[1]) for k, v in results.items()]
+    for name, wm, metrics in candidates:
+        if w_re is not None:
+            metrics["distance"] = float((wm - w_re).norm())
+        if name in results:
+            metrics["model"] = exp.save_method(name, wm, metrics)
+        rows.append(dict(method=name, **metrics))
+        summary[name] = metrics
+    cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "test_loss"]
+    text = table(rows, cols) + (
+        f"\nprecompute {common['precompute_s']:.2f}s ({'cached' if precompute_s == 0 else 'now'}), "
+        f"unlearn {unlearn_s * 1e3:.3f} ms total, median {common['unlearn_median_s'] * 1e6:.1f} us/request "
+        f"({common['mode']}), bank {bank.storage_bytes / 2**20:.1f} MiB, rho {bank.rho:.6f}")
+    if w_re is not None:
+        text += f"\ndistance to Retrain ({how})"
+    if args.application:
+        c = results["Proposed_noise"][1]
+        text += (f"\ncertified noise: epsilon {c['epsilon']}, delta {c['delta']}, rho {c['rho']:.6f}, "
+                 f"Delta {c['sensitivity']:.4g}, sigma {c['sigma']:.4g} ({c['sigma_source']})")
+    finish(summary, args.json, text)
+
+
+if __name__ == "__main__":
+    run_main(main)
