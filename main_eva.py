@@ -1,0 +1,32 @@
+"""Compare every saved method with the retrained model (SPEC section 10).
+
+    python3 main_eva.py <the flags of the runs>            one configuration
+    python3 main_eva.py --aggregate --results_dir results   mean ± std over the seeds found
+
+One configuration: a table of the L2 distance to Retrain, accuracies and losses, precompute
+and unlearning time and storage for Original and every method saved under --log_dir for
+these flags, written to --results_dir as text and JSON. --json prints {method: row}.
+Aggregate: per (setting, method) mean ± std over seeds, as Markdown and CSV.
+"""
+from utils.evaluation import aggregate, compare, text_table, write_aggregate, write_result
+from utils.experiment import Experiment, run_main
+from utils.options import parse_args
+from utils.report import finish, info
+
+
+def main():
+    args = parse_args()
+    if args.aggregate:
+        agg = aggregate(args.results_dir)
+        md, cs = write_aggregate(args.results_dir, agg)
+        finish(agg, args.json, open(md).read() + f"\nwritten: {md}, {cs}")
+        return
+    exp = Experiment(args)
+    rows = compare(exp)
+    txt, js = write_result(exp, rows)
+    info(f"{args.dataset}/{args.model} n={exp.n} m={len(exp.U)} seed={args.seed}; distance = L2 to Retrain")
+    finish(rows, args.json, text_table(rows) + f"\nwritten: {txt}, {js}")
+
+
+if __name__ == "__main__":
+    run_main(main)

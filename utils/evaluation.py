@@ -1,0 +1,179 @@
+"""Comparison of every saved method with the retrained model (SPEC section 10).
+
+One configuration: for Original (w_T) and every method saved for the current flags,
+
+    distance = ||w_method - w_retrain||_2   over all parameters,
+
+with test / forget / remaining accuracy and loss, precompute and unlearning time and
+storage from the method's own record. Results go to ``<results_dir>/eva-...json/.txt``,
+named by the full configuration; each file carries its ``setting`` (the configuration
+without the seed) and its ``seed``. The aggregate mode reads every such file and reports
+mean ± std (population std, numpy's default) over the seeds of each (setting, method).
+"""
+import csv
+import glob
+import io
+import math
+import os
+
+import numpy as np
+import torch
+
+from utils import artifacts
+from utils.experiment import METHOD_FLAGS
+from utils.options import InputError
+from utils.report import table
+
+METRICS = ["distance", "test_acc", "test_loss", "forget_acc", "remain_acc", "precompute_s",
+           "unlearn_s", "storage_bytes"]
+ACCURACIES = ["test_acc", "test_loss", "forget_acc", "forget_loss", "remain_acc", "remain_loss"]
+PREFIX = "eva-"
+
+
+def _clean(v):
+    """JSON-safe number: NaN / inf / missing -> None."""
+    if v is None or isinstance(v, bool):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def setting_of(exp):
+    """The configuration without the seed: training flags, deletion set size, method flags."""
+    cfg = {k: v for k, v in exp.train_config().items() if k != "seed"}
+    cfg["num_forget"] = len(exp.U)
+    cfg["forget_indices"] = exp.args.forget_list
+    for flags in METHOD_FLAGS.values():
+        cfg.update(exp.method_config(flags))
+    return cfg
+
+
+def compare(exp):
+    """{method: row} for Original and every saved method; needs original.pt and Retrain."""
+    w_T = exp.require_original()
+    w_retrain, _ = exp.require_method("Retrain")
+    orig_path = os.path.join(exp.train_dir, "metrics_original.json")
+    orig = artifacts.read_json(orig_path) if os.path.exists(orig_path) else {}
+    models = {"Original": (w_T, {"metrics": orig})}
+    models.update(exp.saved_methods())
+    rows = {}
+    for name, (w, record) in models.items():
+        m = dict(record.get("metrics", {}))
+        if any(k not in m for k in ACCURACIES):
+            m.update(exp.metrics(w))
+        row = {"distance": float(torch.linalg.vector_norm((w.double() - w_retrain.double())))}
+        row.update({k: _clean(m.get(k)) for k in ACCURACIES + ["precompute_s", "unlearn_s", "storage_bytes"]})
+        rows[name] = row
+    return rows
+
+
+def text_table(rows):
+    shown = [dict({k: (float("nan") if v is None else v) for k, v in r.items()}, method=name)
+             for name, r in rows.items()]
+    return table(shown, ["method"] + METRICS)
+
+
+def write_result(exp, rows):
+    """Write the text and JSON files of one configuration; returns their paths."""
+    a = exp.args
+    setting = setting_of(exp)
+    key = artifacts.config_key(dict(setting, seed=a.seed))
+    base = os.path.join(a.results_dir, f"{PREFIX}{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}")
+    record = {"setting": setting, "setting_key": artifacts.config_key(setting), "seed": a.seed,
+              "data_source": exp.data.source, "methods": rows}
+    artifacts.write_json(base + ".json", record)
+    header = (f"{a.dataset} / {a.model}  n={a.num_dataset}  m={len(exp.U)}  seed={a.seed}  "
+              f"(setting {record['setting_key']}; distance = L2 to Retrain)\n")
+    artifacts.write_text(base + ".txt", header + text_table(rows) + "\n")
+    return base + ".txt", base + ".json"
+
+
+# ---------------------------------------------------------------------- aggregate mode
+def _label(setting):
+    return f"{setting['dataset']}/{setting['model']} n={setting['num_dataset']} m={setting['num_forget']}"
+
+
+def aggregate(results_dir):
+    """{setting_key: {"setting", "label", "seeds", "methods": {method: {metric: {mean, std, runs}}}}}."""
+    files = sorted(glob.glob(os.path.join(results_dir, PREFIX + "*.json")))
+    if not files:
+        raise InputError(f"no {PREFIX}*.json results in {results_dir}; run main_eva.py (without "
+                         f"--aggregate) for each seed and setting first")
+    groups = {}
+    for path in files:
+        rec = artifacts.read_json(path, remedy="delete it and rerun main_eva.py")
+        g = groups.setdefault(rec["setting_key"], {"setting": rec["setting"], "seeds": [], "values": {}})
+        g["seeds"].append(rec["seed"])
+        for method, row in rec["methods"].items():
+            for metric in METRICS:
+                if row.get(metric) is not None:
+                    g["values"].setdefault(method, {}).setdefault(metric, []).append(row[metric])
+    out = {}
+    labels = [_label(g["setting"]) for g in groups.values()]
+    for key, g in groups.items():
+        label = _label(g["setting"])
+        if labels.count(label) > 1:
+            label += f" [{key}]"
+        out[key] = {"setting": g["setting"], "label": label, "seeds": sorted(g["seeds"]),
+                    "methods": {m: {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": len(v)}
+                                    for k, v in vals.items()} for m, vals in g["values"].items()}}
+    return out
+
+
+def _methods_in_order(agg):
+    names = []
+    for g in agg.values():
+        names += [m for m in g["methods"] if m not in names]
+    order = ["Original"] + list(METHOD_FLAGS)
+    return sorted(names, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
+def _cell(stat):
+    if stat is None:
+        return "-"
+    return f"{stat['mean']:.4g} ± {stat['std']:.2g}"
+
+
+def aggregate_markdown(agg):
+    """Paper-style tables: settings (dataset/model/n/m) by methods, mean ± std over seeds."""
+    methods = _methods_in_order(agg)
+    keyed = sorted(agg.values(), key=lambda g: (g["setting"]["dataset"], g["setting"]["model"],
+                                                g["setting"]["num_forget"], g["label"]))
+    parts = []
+    for metric, title in [("distance", "L2 distance to the retrained model"), ("test_acc", "Test accuracy"),
+                          ("forget_acc", "Accuracy on the forget set U"), ("unlearn_s", "Unlearning time (s)"),
+                          ("precompute_s", "Precompute time (s)")]:
+        lines = [f"### {title} (mean ± std over seeds)", "",
+                 "| setting | seeds | " + " | ".join(methods) + " |",
+                 "|---|---|" + "---|" * len(methods)]
+        for g in keyed:
+            cells = [_cell(g["methods"].get(m, {}).get(metric)) for m in methods]
+            lines.append(f"| {g['label']} | {len(g['seeds'])} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def aggregate_csv(agg):
+    """One row per (setting, method): mean and std of every metric, and the number of seeds."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["setting_key", "dataset", "model", "num_dataset", "num_forget", "method", "seeds"]
+                    + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")])
+    for key, g in agg.items():
+        s = g["setting"]
+        for method in _methods_in_order({key: g}):
+            stats = g["methods"][method]
+            values = []
+            for m in METRICS:
+                values += [stats[m]["mean"], stats[m]["std"]] if m in stats else ["", ""]
+            writer.writerow([key, s["dataset"], s["model"], s["num_dataset"], s["num_forget"], method,
+                             len(g["seeds"])] + values)
+    return buf.getvalue()
+
+
+def write_aggregate(results_dir, agg):
+    md = os.path.join(results_dir, "eva_summary.md")
+    cs = os.path.join(results_dir, "eva_summary.csv")
+    artifacts.write_text(md, aggregate_markdown(agg))
+    artifacts.write_text(cs, aggregate_csv(agg))
+    return md, cs
