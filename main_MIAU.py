@@ -54,7 +54,7 @@ def main():
     text = "\n".join([
         title, f"data: {exp.data.source}",
         f"positives: the {m} forgotten samples; negatives: {m} retained training samples drawn per repetition; "
-        f"held-out = out-of-fold scores of {results[next(iter(results))]['folds']}-fold stratified CV, "
+        f"held-out = out-of-fold scores of {min(DEFAULT_FOLDS, m)}-fold stratified CV, "
         f"mean over {DEFAULT_REPEATS} repetitions (std of AUC shown); TPR at 1% FPR has FPR resolution 1/{m}",
         table(rows, COLUMNS), f"figure: {png}"])
     artifacts.write_text(base + ".txt", text + "\n")

@@ -44,7 +44,7 @@ def posteriors(fm, w, X, batch_size=2048):
     with torch.no_grad():
         for s in range(0, len(X), batch_size):
             out.append(torch.softmax(fm.logits(w, X[s:s + batch_size]).double(), dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+    return torch.cat(out).numpy()
 
 
 def features(p_orig, p_unl, method):
