@@ -1,0 +1,71 @@
+"""Certified noise: analytic Gaussian sigma, the sensitivity bound, the rho estimate."""
+import math
+
+import pytest
+import torch
+from scipy.optimize import brentq
+
+from conftest import WINE, run_script
+from utils.certify import PowerIteration, analytic_gaussian_sigma, gaussian_delta, \
+    geometric_quotient, sensitivity_bound
+from utils.hvp import _Jacobian
+
+
+def test_sigma_matches_published_value():
+    # Balle & Wang (2018): epsilon = 1, delta = 1e-5, Delta = 1 -> sigma ~ 3.73 (classical: 4.84)
+    assert analytic_gaussian_sigma(1.0, 1e-5) == pytest.approx(3.73, abs=0.01)
+
+
+@pytest.mark.parametrize("eps,delta,sens", [(1.0, 0.1, 1.0), (0.5, 1e-5, 2.5), (3.0, 1e-3, 0.2)])
+def test_sigma_is_the_smallest_satisfying_the_exact_condition(eps, delta, sens):
+    sigma = analytic_gaussian_sigma(eps, delta, sens)
+    ref = brentq(lambda s: gaussian_delta(s, eps, sens) - delta, 1e-3 * sens, 1e3 * sens, xtol=1e-12)
+    assert sigma == pytest.approx(ref, rel=1e-8)
+    assert gaussian_delta(sigma * 0.99, eps, sens) > delta > gaussian_delta(sigma * 1.01, eps, sens)
+
+
+def test_geometric_quotient_and_bound():
+    for a, b, K in [(0.99, 0.9, 50), (1.01, 0.995, 30), (0.7, 0.7, 12)]:
+        direct = (a ** K - b ** K) / (a - b) if a != b else K * a ** (K - 1)
+        assert geometric_quotient(a, b, K) == pytest.approx(direct, rel=1e-10)
+    lr, g, c, T, Bs, m, B, rho = 0.05, 0.995, 5, 480, 32, 10, 32, 0.999
+    explicit = (2 * lr ** 2 * c * (1 - g) * ((rho ** T - g ** T) / (rho - g) - (rho ** T - g ** (2 * T)) / (rho - g ** 2))
+                + 2 * lr * c * (m / B) * rho ** Bs * g ** Bs * (rho ** T - g ** T) / (rho ** Bs - g ** Bs))
+    assert sensitivity_bound(lr, g, c, T, Bs, m, B, rho) == pytest.approx(explicit, rel=1e-10)
+    assert sensitivity_bound(lr, g, c, T, Bs, 2 * m, B, rho) > sensitivity_bound(lr, g, c, T, Bs, m, B, rho)
+
+
+class Dense(_Jacobian):
+    def __init__(self, H):
+        self.H = H
+        super().__init__(torch.zeros(len(H), dtype=H.dtype), 1.0, 0.0)
+
+    def hvp_reg(self, V):
+        return V @ self.H.T
+
+
+def test_power_iteration_finds_the_operator_norm():
+    torch.manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(30, 30, dtype=torch.float64))[0]
+    H = Q @ torch.diag(torch.linspace(-0.5, 8.0, 30, dtype=torch.float64)) @ Q.T
+    power = PowerIteration(30, torch.float64, "cpu", iters=5)
+    for _ in range(20):
+        power.step(Dense(H), 0.1)
+    exact = torch.linalg.matrix_norm(torch.eye(30, dtype=torch.float64) - 0.1 * H, 2)
+    assert power.rho == pytest.approx(float(exact), rel=1e-6)
+
+
+def test_main_proposed_end_to_end(dirs):
+    import json
+    run_script("main_retrain.py", *WINE, *dirs)
+    out = json.loads(run_script("main_proposed.py", *WINE, *dirs, "--application", "--json").stdout)
+    hf, noisy, orig = out["Proposed"], out["Proposed_noise"], out["Original"]
+    assert hf["distance"] < 0.1 * orig["distance"]
+    assert noisy["sigma"] == pytest.approx(analytic_gaussian_sigma(1.0, 0.1, noisy["sensitivity"]))
+    assert noisy["rho"] > 0 and math.isfinite(noisy["sensitivity"])
+    assert out["Proposed"]["precompute_s_now"] > 0
+    again = json.loads(run_script("main_proposed.py", *WINE, *dirs, "--batch_unlearn", "--num_forget", "3",
+                                  "--json").stdout)
+    assert again["Proposed"]["precompute_s_now"] == 0.0          # bank reused for another U
+    bad = run_script("main_proposed.py", *WINE, *dirs, "--mem_budget_mb", "-1", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --mem_budget_mb")
