@@ -8,7 +8,7 @@ H_U = (1/m) sum_{u in U} hess l_u, g_U = sum_{u in U} grad l_u and damping kappa
 
 The systems are solved from a factorisation in float64, never an explicit inverse:
 Cholesky when the damped Hessian is positive definite; otherwise (a non-convex model away
-from a minimum) the solver flag decides: 'cholesky' stops with the smallest eigenvalue,
+from a minimum) --hessian_solver decides: 'cholesky' stops with the smallest eigenvalue,
 'lu' and 'auto' solve the indefinite system by LU (as the formula, and the authors'
 matrix inverse, do). The precompute is the summed full-data Hessian n H (NS) and the
 factorisation of H + kappa I (IJ), cached per training configuration under
@@ -28,25 +28,25 @@ from utils.report import info
 def factorize(A, what, solver="cholesky"):
     """Factorisation of the symmetric matrix A in float64, as a dict of tensors.
 
-    {"L"} (Cholesky) when A is positive definite. Otherwise InputError naming A's smallest
-    eigenvalue for solver='cholesky'; {"LU", "pivots", "min_eig"} for 'lu' / 'auto'.
+    {"L"} (Cholesky) when A is positive definite. Otherwise: solver='cholesky' raises
+    InputError naming A's smallest eigenvalue; 'lu' / 'auto' return {"LU", "pivots"}
+    ('auto' with a notice; no eigendecomposition, which would cost more than the solve).
     """
     A = A.double()
     if solver != "lu":
         L, status = torch.linalg.cholesky_ex(A)
         if int(status) == 0:
             return {"L": L}
-    low = float(torch.linalg.eigvalsh(A)[0])
-    if solver == "cholesky":
-        raise InputError(f"{what} is not positive definite (smallest eigenvalue {low:.4g}); "
-                         f"increase --damping_factor by more than {-low:.4g}, or pass --hessian_solver lu")
-    if solver == "auto":
-        info(f"notice: {what} is not positive definite (smallest eigenvalue {low:.4g}); solving "
-             f"the indefinite system by LU (--hessian_solver cholesky stops instead)")
+        if solver == "cholesky":
+            low = float(torch.linalg.eigvalsh(A)[0])
+            raise InputError(f"{what} is not positive definite (smallest eigenvalue {low:.4g}); increase "
+                             f"--damping_factor by more than {-low:.4g}, or pass --hessian_solver lu")
+        info(f"notice: {what} is not positive definite (Cholesky fails at leading minor {int(status)} "
+             f"of {len(A)}); solving the indefinite system by LU (--hessian_solver cholesky stops instead)")
     LU, pivots, status = torch.linalg.lu_factor_ex(A)
     if int(status) != 0:
-        raise InputError(f"{what} is singular (smallest eigenvalue {low:.4g}); change --damping_factor")
-    return {"LU": LU, "pivots": pivots, "min_eig": torch.tensor(low, dtype=torch.float64)}
+        raise InputError(f"{what} is singular; change --damping_factor")
+    return {"LU": LU, "pivots": pivots}
 
 
 def solve(factor, b):
@@ -83,10 +83,8 @@ def ij_step(w_T, factor, g_U, n):
 
 
 def factor_report(factor):
-    """What the metrics record about a factorisation: solver used, smallest eigenvalue."""
-    if "L" in factor:
-        return {"solver": "cholesky"}
-    return {"solver": "lu", "min_eigenvalue": float(factor["min_eig"])}
+    """What the metrics record about a factorisation: the solver used."""
+    return {"solver": "cholesky" if "L" in factor else "lu"}
 
 
 # ---------------------------------------------------------------------- cached precomputes
