@@ -1,0 +1,92 @@
+"""main_eva.py end to end on a small Wine run: missing inputs, distances, aggregate."""
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import WINE, run_script
+
+FLAGS = WINE + ["--epochs", "3", "--num_dataset", "40", "--num_forget", "3"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Run NU (trains the original), check eva's missing-Retrain message, then Retrain, IJ, eva."""
+    tmp = tmp_path_factory.mktemp("eva")
+    dirs = ["--log_dir", str(tmp / "log"), "--results_dir", str(tmp / "results")]
+    fresh = run_script("main_eva.py", *FLAGS, *dirs, check=False)
+    run_script("main_NU.py", *FLAGS, *dirs)
+    no_retrain = run_script("main_eva.py", *FLAGS, *dirs, check=False)
+    run_script("main_retrain.py", *FLAGS, *dirs)
+    run_script("main_IJ.py", *FLAGS, *dirs)
+    eva = run_script("main_eva.py", *FLAGS, *dirs, "--json")
+    return dict(tmp=tmp, dirs=dirs, fresh=fresh, no_retrain=no_retrain, rows=json.loads(eva.stdout))
+
+
+def test_missing_inputs_name_the_command(pipeline):
+    for proc in (pipeline["fresh"], pipeline["no_retrain"]):
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and lines[-1].startswith("error: ")
+        assert "main_retrain.py" in lines[-1]
+    assert "--dataset wine" in pipeline["no_retrain"].stderr  # the command carries the user's flags
+
+
+def test_distances_match_saved_files(pipeline):
+    rows, log = pipeline["rows"], pipeline["tmp"] / "log"
+    assert set(rows) >= {"Original", "Retrain", "NU", "IJ"}
+
+    def load(pattern):
+        (path,) = glob.glob(str(log / "**" / pattern), recursive=True)
+        return torch.load(path, weights_only=True)["w"].double()
+
+    w_retrain = load("Retrain-*.pt")
+    models = {"Original": load("original.pt"), "NU": load("NU-*.pt"), "IJ": load("IJ-*.pt"), "Retrain": w_retrain}
+    for name, w in models.items():
+        expected = float(torch.sqrt(((w - w_retrain) ** 2).sum()))
+        assert rows[name]["distance"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        assert 0 <= rows[name]["test_acc"] <= 1
+    assert rows["Retrain"]["distance"] == 0 and rows["NU"]["distance"] > 0
+    assert rows["NU"]["precompute_s"] > 0 and rows["IJ"]["storage_bytes"] > 0
+
+
+def test_result_files_carry_setting_and_seed(pipeline):
+    results = pipeline["tmp"] / "results"
+    (js,) = glob.glob(str(results / "eva-*.json"))
+    assert os.path.exists(js[:-5] + ".txt")
+    rec = json.loads(open(js).read())
+    assert rec["seed"] == 42 and "seed" not in rec["setting"]
+    assert rec["setting"]["dataset"] == "wine" and rec["setting"]["num_forget"] == 3
+    assert rec["methods"]["NU"]["distance"] == pipeline["rows"]["NU"]["distance"]
+
+
+def test_aggregate_mean_std_over_seeds(pipeline):
+    results = pipeline["tmp"] / "results"
+    (js,) = glob.glob(str(results / "eva-*.json"))
+    rec = json.loads(open(js).read())
+    other = json.loads(json.dumps(rec))  # a second seed of the same setting
+    other["seed"] = 7
+    for row in other["methods"].values():
+        row["distance"] = row["distance"] * 3 + 0.5
+    with open(results / "eva-copy-s7.json", "w") as f:
+        json.dump(other, f)
+    proc = run_script("main_eva.py", "--aggregate", "--json", *pipeline["dirs"])
+    agg = json.loads(proc.stdout)
+    (group,) = agg.values()
+    assert group["seeds"] == [7, 42]
+    for method in ["Original", "NU", "IJ"]:
+        values = [rec["methods"][method]["distance"], other["methods"][method]["distance"]]
+        stat = group["methods"][method]["distance"]
+        assert stat["mean"] == pytest.approx(np.mean(values)) and stat["std"] == pytest.approx(np.std(values))
+    with open(results / "eva_summary.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(rows["NU"]["distance_mean"]) == pytest.approx(group["methods"]["NU"]["distance"]["mean"])
+    assert "| wine/mlp n=40 m=3 | 2 |" in open(results / "eva_summary.md").read()
+
+
+def test_aggregate_without_results(dirs):
+    proc = run_script("main_eva.py", "--aggregate", *dirs, check=False)
+    assert proc.returncode == 2 and "run main_eva.py" in proc.stderr.strip().splitlines()[-1]
