@@ -42,7 +42,7 @@ def main():
 
     config = {"attack_model": args.attack_model, "method": args.method, "folds": DEFAULT_FOLDS,
               "repeats": DEFAULT_REPEATS, "targets": sorted(targets)}
-    base = results_base(exp, "MIAU", config)
+    base = results_base(exp, f"MIAU-{args.attack_model}-{args.method}", config)
     curves = {k: r.pop("curves") for k, r in results.items()}
     title = (f"MIA-U {args.attack_model}/{args.method}, {args.dataset} {args.model} n={exp.n} m={m}")
     png = roc_figure([("held-out (stratified CV, balanced; repetition 0)",
