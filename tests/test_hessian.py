@@ -1,8 +1,11 @@
 """The exact Hessian module against torch.autograd.functional.hessian on small random models."""
+import json
+
 import pytest
 import torch
 from torch import nn
 
+from conftest import WINE, run_script
 from models import MLP, Logistic
 from utils.functional import FlatModel, per_sample_ce
 from utils import hessian
@@ -84,3 +87,11 @@ def test_gradient_sum_and_empty_set():
     torch.testing.assert_close(gradient_sum(fm, w, X, y, lam), ref)
     assert torch.count_nonzero(gradient_sum(fm, w, X[:0], y[:0], lam)) == 0
     assert torch.count_nonzero(hessian_sum(fm, w, X[:0], y[:0], lam)) == 0
+
+
+def test_bench_naive_reference_agrees(dirs):
+    flags = WINE + ["--model", "logistic", "--epochs", "2", "--num_dataset", "30",
+                                 "--num_forget", "2", "--naive_samples", "3", "--json"]
+    out = json.loads(run_script("bench/bench_hessian.py", *flags, *dirs).stdout)
+    assert out["d"] == 42 and [r["method"] for r in out["rows"]] == ["ours (logistic)", "ours (generic)", "naive per-sample"]
+    assert out["max_abs_diff_vs_naive"] < 1e-4 and out["ratio"] > 0
