@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# MIA-U (Chen et al. 2021) on the MNIST logistic paper setting, m=50: every feature
+# construction with the logistic-regression and MLP attacks, against Retrain, Proposed,
+# Proposed with certified noise, NU and IJ. QUICK=1: Wine MLP, n=80, 5 epochs, m=10, LR attack.
+SWEEP=MIAU
+source "$(dirname "$0")/sweeps/common.sh"
+
+N=1000; E=15; M=50; SEEDS="42"; ATTACKS="LR MLP"
+FEATURES="direct_diff sorted_diff direct_concat sorted_concat l2_distance"
+if [ "$QUICK" = "1" ]; then N=80; E=5; M=10; ATTACKS="LR"; FEATURES="direct_diff sorted_diff"; fi
+
+for seed in $SEEDS; do
+    F="--model logistic --dataset mnist --num_dataset $N --batch_size 32 --epochs $E --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5 --seed $seed --num_forget $M"
+    # quick mode: the Wine MLP (d = 1,091), whose exact Hessians for NU and IJ take milliseconds
+    [ "$QUICK" = "1" ] && F="--model mlp --dataset wine --num_dataset $N --batch_size 32 --epochs $E --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed $seed --num_forget $M"
+    run main_retrain.py $F
+    run main_proposed.py $F --application
+    run main_NU.py $F
+    run main_IJ.py $F
+    run main_eva.py $F --application
+    for attack in $ATTACKS; do
+        for feature in $FEATURES; do
+            run main_MIAU.py $F --attack_model "$attack" --method "$feature"
+        done
+    done
+done
+python3 -m utils.mia_summary --results_dir "$RESULTS_DIR"
+finish_sweep
