@@ -55,6 +55,7 @@ def test_power_iteration_finds_the_operator_norm():
     assert power.rho == pytest.approx(float(exact), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_main_proposed_end_to_end(dirs):
     import json
     run_script("main_retrain.py", *WINE, *dirs)
