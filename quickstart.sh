@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Quick start: the MNIST logistic-regression paper setting (n=1000, batch 32, 15 epochs,
-# m=10) end to end: train, Hessian-free unlearning, exact retrain, comparison table.
-# Extra flags (e.g. --gpu 0, --seed 7) are passed to every script.
+# m=10, seed 42) end to end: train once, exact retrain, Hessian-free unlearning, the Newton
+# step and infinitesimal-jackknife baselines, and the comparison table against Retrain.
+# Extra flags (e.g. --gpu 0, --seed 7, --num_forget 50) are passed to every script.
 set -euo pipefail
 cd "$(dirname "$0")"
 FLAGS="--model logistic --dataset mnist --num_dataset 1000 --batch_size 32 --epochs 15 --lr 0.05
-       --lr_decay 0.995 --clip 5 --regularization 0.5 --num_forget 10 --seed 42 --gpu -1 $*"
-python3 main_retrain.py $FLAGS
+       --lr_decay 0.995 --clip 5 --regularization 0.5 --num_forget 10 --seed 42 --gpu -1 --quiet $*"
+for script in main_retrain.py main_proposed.py main_NU.py main_IJ.py; do
+    echo "== python3 $script" >&2
+    python3 $script $FLAGS > /dev/null
+done
+echo "== python3 main_eva.py" >&2
+python3 main_eva.py $FLAGS
