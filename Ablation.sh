@@ -3,12 +3,14 @@
 # the retrained model against the step size (lr 0.001..0.5) and against the number of
 # epochs (1..1000 for logistic regression, 1..50 for the CNN). Results in
 # results/Ablation-lr and results/Ablation-epochs. QUICK=1: n=100, two values of each.
+# LRS=, EPOCHS_LOG=, EPOCHS_CNN=, MODELS= override the grid.
 SWEEP=Ablation
 source "$(dirname "$0")/sweeps/common.sh"
 BASE_RESULTS=$RESULTS_DIR
 
 N=1000; M=100; SEED=42
-LRS="0.001 0.005 0.01 0.05 0.1 0.5"; EPOCHS_LOG="1 5 15 50 200 1000"; EPOCHS_CNN="1 5 20 50"
+LRS=${LRS:-0.001 0.005 0.01 0.05 0.1 0.5}; EPOCHS_LOG=${EPOCHS_LOG:-1 5 15 50 200 1000}; EPOCHS_CNN=${EPOCHS_CNN:-1 5 20 50}
+MODELS=${MODELS:-logistic cnn}
 if [ "$QUICK" = "1" ]; then N=100; M=10; LRS="0.01 0.1"; EPOCHS_LOG="1 2"; EPOCHS_CNN="1 2"; fi
 
 logistic() { echo "--model logistic --dataset mnist --num_dataset $N --batch_size 32 --lr_decay 0.995 --clip 5 --regularization 0.5 --seed $SEED --num_forget $M $*"; }
@@ -25,13 +27,17 @@ ablate() {  # ablate <results subfolder> <settings...>
 }
 
 settings=()
-for lr in $LRS; do settings+=("$(logistic --epochs 15 --lr "$lr")" "$(cnn --epochs 20 --lr "$lr")"); done
-[ "$QUICK" = "1" ] && settings=(); [ "$QUICK" = "1" ] && for lr in $LRS; do settings+=("$(logistic --epochs 1 --lr "$lr")" "$(cnn --epochs 1 --lr "$lr")"); done
+E_LOG=15; E_CNN=20; [ "$QUICK" = "1" ] && E_LOG=1 && E_CNN=1
+for model in $MODELS; do
+    for lr in $LRS; do
+        if [ "$model" = "cnn" ]; then settings+=("$(cnn --epochs $E_CNN --lr "$lr")"); else settings+=("$(logistic --epochs $E_LOG --lr "$lr")"); fi
+    done
+done
 ablate lr "${settings[@]}"
 finish_sweep --x lr
 
 settings=()
-for e in $EPOCHS_LOG; do settings+=("$(logistic --epochs "$e" --lr 0.05)"); done
-for e in $EPOCHS_CNN; do settings+=("$(cnn --epochs "$e" --lr 0.05)"); done
+[[ " $MODELS " == *" logistic "* ]] && for e in $EPOCHS_LOG; do settings+=("$(logistic --epochs "$e" --lr 0.05)"); done
+[[ " $MODELS " == *" cnn "* ]] && for e in $EPOCHS_CNN; do settings+=("$(cnn --epochs "$e" --lr 0.05)"); done
 ablate epochs "${settings[@]}"
 finish_sweep --x epochs
