@@ -12,13 +12,9 @@ for model in cnn lenet; do
     for seed in $SEEDS; do
         for m in $MS; do
             F="--model $model --dataset fashion-mnist --num_dataset $N --batch_size 256 --epochs $E --lr 0.5 --lr_decay 0.995 --clip 0.5 --regularization 1e-6 --seed $seed --num_forget $m"
-            run main_retrain.py $F
-            run main_proposed.py $F
-            if [ "$model" = "cnn" ]; then
-                run main_NU.py $F
-                run main_IJ.py $F
-            fi
-            run main_eva.py $F
+            SECOND_ORDER=0
+            [ "$model" = "cnn" ] && SECOND_ORDER=1
+            unlearn_and_evaluate $F
         done
     done
 done

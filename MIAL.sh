@@ -13,11 +13,7 @@ for seed in $SEEDS; do
     F="--model logistic --dataset mnist --num_dataset $N --batch_size 32 --epochs $E --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5 --seed $seed --num_forget $M"
     # quick mode: the Wine MLP (d = 1,091), whose exact Hessians for NU and IJ take milliseconds
     [ "$QUICK" = "1" ] && F="--model mlp --dataset wine --num_dataset $N --batch_size 32 --epochs $E --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed $seed --num_forget $M"
-    run main_retrain.py $F
-    run main_proposed.py $F --application
-    run main_NU.py $F
-    run main_IJ.py $F
-    run main_eva.py $F --application
+    APPLICATION=1 unlearn_and_evaluate $F
     run main_MIAL.py $F --application --n_shadows "$SHADOWS"
 done
 python3 -m utils.mia_summary --results_dir "$RESULTS_DIR"

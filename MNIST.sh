@@ -18,13 +18,9 @@ for model in $MODELS; do
     for seed in $SEEDS; do
         for m in $MS; do
             F="$setting --seed $seed --num_forget $m"
-            run main_retrain.py $F
-            run main_proposed.py $F
-            if [ "$QUICK" != "1" ] || [[ "$setting" == *logistic* ]]; then
-                run main_NU.py $F
-                run main_IJ.py $F
-            fi
-            run main_eva.py $F
+            SECOND_ORDER=1
+            [ "$QUICK" = "1" ] && [ "$model" = "cnn" ] && SECOND_ORDER=0
+            unlearn_and_evaluate $F
         done
     done
 done

@@ -11,7 +11,6 @@ forget set U versus non-members; writes <results>/MIAL-*.{txt,json,png}.
 """
 import numpy as np
 
-from utils import artifacts
 from utils.experiment import Experiment, run_main
 from utils.lira import check_shadow_count, model_scores, offline_lira, online_lira
 from utils.options import InputError, parse_args
@@ -19,7 +18,7 @@ from utils.plots import roc_figure
 from utils.report import finish, info, table
 from utils.roc import roc_summary
 from utils.shadows import build_pool, shadow_scores
-from utils.targets import present_targets, results_base
+from utils.targets import present_targets, results_base, write_report
 
 TARGETS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad"]
 ALPHAS = (0.01, 0.001)
@@ -77,9 +76,7 @@ def main():
         f"shadows: {'cached' if shadow_s == 0 else f'trained in {shadow_s:.1f}s'}; columns without 'offline' are "
         f"online LiRA; FPR resolution: 1/{n_out} (TPR at FPR below it is the TPR at FPR 0)",
         table([dict(target=k, **r) for k, r in results.items()], COLUMNS), f"figure: {png}"])
-    artifacts.write_text(base + ".txt", text + "\n")
-    artifacts.write_json(base + ".json", {"config": dict(config, train=exp.train_config(), forget=U.tolist()),
-                                          "data_source": exp.data.source, "targets": results, "figure": png})
+    write_report(exp, base, config, results, png, text)
     finish(results, args.json, text + f"\nwritten: {base}.txt, .json")
 
 

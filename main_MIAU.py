@@ -10,13 +10,12 @@ balanced) and in-sample ROC AUC and TPR at 1% FPR; writes <results>/MIAU-*.{txt,
 """
 import numpy as np
 
-from utils import artifacts
 from utils.experiment import Experiment, run_main
 from utils.mia import DEFAULT_FOLDS, DEFAULT_REPEATS, audit, features, posteriors
 from utils.options import InputError, parse_args
 from utils.plots import roc_figure
 from utils.report import finish, info, table
-from utils.targets import present_targets, results_base
+from utils.targets import present_targets, results_base, write_report
 
 TARGETS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad"]
 COLUMNS = ["target", "auc_heldout", "auc_heldout_std", "tpr_at_1fpr", "auc_insample", "tpr_at_1fpr_insample"]
@@ -57,9 +56,7 @@ def main():
         f"held-out = out-of-fold scores of {min(DEFAULT_FOLDS, m)}-fold stratified CV, "
         f"mean over {DEFAULT_REPEATS} repetitions (std of AUC shown); TPR at 1% FPR has FPR resolution 1/{m}",
         table(rows, COLUMNS), f"figure: {png}"])
-    artifacts.write_text(base + ".txt", text + "\n")
-    artifacts.write_json(base + ".json", {"config": dict(config, train=exp.train_config(), forget=U.tolist()),
-                                          "data_source": exp.data.source, "targets": results, "figure": png})
+    write_report(exp, base, config, results, png, text)
     finish(results, args.json, text + f"\nwritten: {base}.txt, .json")
 
 

@@ -42,6 +42,20 @@ run() {
     touch "$STAMPS/$key"
 }
 
+# `unlearn_and_evaluate FLAGS...`: Retrain, Proposed (with --application when
+# APPLICATION=1), NU and IJ (unless SECOND_ORDER=0), then main_eva for the configuration.
+unlearn_and_evaluate() {
+    local cert=""
+    [ "${APPLICATION:-0}" = "1" ] && cert="--application"
+    run main_retrain.py "$@"
+    run main_proposed.py "$@" $cert
+    if [ "${SECOND_ORDER:-1}" = "1" ]; then
+        run main_NU.py "$@"
+        run main_IJ.py "$@"
+    fi
+    run main_eva.py "$@" $cert
+}
+
 # aggregate tables (Markdown + CSV) and figures of everything in RESULTS_DIR; always rerun
 finish_sweep() {
     python3 main_eva.py --aggregate $COMMON >/dev/null

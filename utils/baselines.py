@@ -6,7 +6,6 @@ with eta_{T+k} = lr * lr_decay^(T+k), i.e. the decayed step size carries on from
 NegGrad ascends the loss of the forgotten samples from w_T, without clipping:
     w <- w + s * (1/|b|) sum_{u in b} grad CE_u(w),   b a mini-batch of U, s = scale * lr.
 """
-import torch
 
 from utils.functional import data_gradient
 from utils.train import make_schedule, sgd

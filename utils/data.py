@@ -89,7 +89,6 @@ def _try_download(make):
 # ----------------------------------------------------------------------------- MNIST family
 def _idx_dataset(cls, folder, data_dir):
     """torchvision (Fashion)MNIST from <data_dir>/<folder>/raw, downloading if possible."""
-    from torchvision import datasets
     raw = os.path.join(data_dir, folder, "raw")
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]

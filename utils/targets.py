@@ -32,3 +32,10 @@ def results_base(exp, prefix, config):
     key = artifacts.config_key({"train": exp.train_config(), "U": exp.U.tolist(), **config})
     name = f"{prefix}-{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}"
     return os.path.join(a.results_dir, name)
+
+
+def write_report(exp, base, config, results, figure, text):
+    """<base>.txt (the human table) and <base>.json (config, data source, per-target results)."""
+    artifacts.write_text(base + ".txt", text + "\n")
+    artifacts.write_json(base + ".json", {"config": dict(config, train=exp.train_config(), forget=exp.U.tolist()),
+                                          "data_source": exp.data.source, "targets": results, "figure": figure})
