@@ -8,6 +8,14 @@ approximators a_u, then unlearns U: w = w_T + sum_{u in U} a_u, one request at a
 (default) or as one batch (--batch_unlearn). --application adds Gaussian noise calibrated
 by the analytic Gaussian mechanism to the sensitivity bound. Saves "Proposed" (and
 "Proposed_noise") under --log_dir; prints the distance to Retrain when it is available.
+
+Sharded precompute (each rank owns a contiguous shard of the bank rows; rank 0 writes
+the outputs):
+
+    torchrun --standalone --nproc_per_node 2 main_proposed.py <same flags>
+
+--hf_mode replay keeps no bank: each request is answered by replaying training from the
+stored record and running the recursion for the requested vectors only (utils.replay).
 """
 import math
 import statistics
@@ -16,23 +24,25 @@ import torch
 
 from utils.certify import analytic_gaussian_sigma, sensitivity_bound
 from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
-from utils.hf import precompute_bank
+from utils import distributed
+from utils.hf import check_memory_budget, precompute_bank
+from utils.replay import Replay
 from utils.options import InputError, parse_args
 from utils.report import finish, info, table
 
 CHEAP_RETRAIN_MODELS = ("logistic", "mlp")
 
 
-def certify(args, exp, bank):
+def certify(args, exp, engine):
     """(sigma, record) for --application: rho measured (or --rho), Delta bound, sigma."""
-    rho = args.rho if args.rho is not None else bank.rho
+    rho = args.rho if args.rho is not None else engine.rho
     T = len(exp.schedule)
     Bs = math.ceil(exp.n / args.batch_size)
     delta_bound = sensitivity_bound(args.lr, args.lr_decay, args.clip, T, Bs, len(exp.U),
                                     args.batch_size, rho)
     sigma = args.std if args.std > 0 else analytic_gaussian_sigma(args.epsilon, args.delta, delta_bound)
     return sigma, {"epsilon": args.epsilon, "delta": args.delta, "rho": rho,
-                   "rho_measured": bank.rho, "sensitivity": delta_bound, "sigma": sigma,
+                   "rho_measured": engine.rho, "sensitivity": delta_bound, "sigma": sigma,
                    "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism"}
 
 
@@ -47,32 +57,61 @@ def reference_retrain(exp):
     return None, None
 
 
+def unlearner(args, exp, w_T, ctx):
+    """(bank or replay engine, seconds of precompute spent now, figures with what they cover)."""
+    if args.hf_mode == "replay":
+        engine = Replay(exp, w_T, measure_rho=args.application)
+        return engine, 0.0, dict(precompute_s=0.0, storage_bytes=engine.storage_bytes,
+                                 storage_covers="training record (w_0, w_T, schedule); no bank",
+                                 bank_rows=0, candidates="requested only")
+    bank, seconds = precompute_bank(exp, w_T, ctx)
+    m = bank.manifest
+    if m["candidates"] != "all":
+        info(f"note: approximators were computed for {m['bank_rows']} declared candidates only "
+             f"(--hf_candidates); a full bank for all n={exp.n} samples costs "
+             f"{exp.n / max(1, m['bank_rows']):.1f} times more precompute and storage")
+    return bank, seconds, dict(precompute_s=m["precompute_s"], storage_bytes=bank.storage_bytes,
+                               storage_covers=f"{m['bank_rows']} rows x d={m['d']} in {m['bank_dtype']}",
+                               bank_rows=m["bank_rows"], candidates=m["candidates"],
+                               bank_dtype=m["bank_dtype"], precompute_world_size=m["world_size"])
+
+
 def main():
     args = parse_args()
-    if args.hf_mode != "bank":
-        raise InputError("--hf_mode replay is not implemented yet; use --hf_mode bank")
+    use_cuda = args.gpu >= 0 and torch.cuda.is_available()
+    ctx = distributed.from_environment(use_cuda)
+    if ctx.distributed and args.hf_mode == "replay":
+        raise InputError("--hf_mode replay runs in one process; launch it without torchrun")
+    if ctx.distributed and use_cuda:
+        args.gpu = ctx.local_rank
     exp = Experiment(args)
-    info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, "
-         f"steps={len(exp.schedule)}, device={exp.device}")
-    w_T, train_s = exp.original()
-    bank, precompute_s = precompute_bank(exp, w_T)
-    if bank.manifest.get("candidates") != "all":
-        info("note: approximators were computed for the declared candidates only "
-             "(--hf_candidates); a full bank for all n samples costs n/|candidates| times more")
+    check_memory_budget(exp)
+    if ctx.is_main:
+        info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, "
+             f"steps={len(exp.schedule)}, device={exp.device}, ranks={ctx.world}")
+        w_T, train_s = exp.original()
+    ctx.barrier()                         # rank 0 has trained and cached the original
+    if not ctx.is_main:
+        w_T, train_s = exp.original()
+    engine, precompute_s, figures = unlearner(args, exp, w_T, ctx)
+    if not ctx.is_main:
+        ctx.close()
+        return
     if args.batch_unlearn:
-        w, seconds = bank.unlearn_batch(w_T, exp.U)
+        w, seconds = engine.unlearn_batch(w_T, exp.U)
         per_request = [seconds / max(1, len(exp.U))] * len(exp.U)
     else:
-        w, per_request = bank.unlearn_online(w_T, exp.U)
+        w, per_request = engine.unlearn_online(w_T, exp.U)
     unlearn_s = sum(per_request)
-    common = dict(precompute_s=bank.manifest["precompute_s"], precompute_s_now=precompute_s,
+    common = dict(figures, precompute_s_now=precompute_s, hf_mode=args.hf_mode,
                   unlearn_s=unlearn_s, unlearn_median_s=statistics.median(per_request) if per_request else 0.0,
-                  storage_bytes=bank.storage_bytes, bank_rows=len(bank.rows), rho=bank.rho,
-                  retrain_norm=args.retrain_norm, mode="batch" if args.batch_unlearn else "online",
-                  data_source=exp.data.source)
+                  rho=engine.rho, retrain_norm=args.retrain_norm,
+                  mode="batch" if args.batch_unlearn else "online", data_source=exp.data.source)
+    if args.hf_mode == "bank":
+        common.update(bank_shards_read=engine.shards_read, bank_read_s=engine.read_s)
     results = {"Proposed": (w, dict(exp.metrics(w), **common))}
     if args.application:
-        sigma, cert = certify(args, exp, bank)
+        sigma, cert = certify(args, exp, engine)
         gen = torch.Generator(device="cpu").manual_seed(args.seed)
         noise = torch.randn(exp.fm.d, generator=gen, dtype=w.dtype).to(exp.device)
         w_noise = w + sigma * noise
@@ -89,9 +128,11 @@ def main():
         summary[name] = metrics
     cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "test_loss"]
     text = table(rows, cols) + (
-        f"\nprecompute {common['precompute_s']:.2f}s ({'cached' if precompute_s == 0 else 'now'}), "
-        f"unlearn {unlearn_s * 1e3:.3f} ms total, median {common['unlearn_median_s'] * 1e6:.1f} us/request "
-        f"({common['mode']}), bank {bank.storage_bytes / 2**20:.1f} MiB, rho {bank.rho:.6f}")
+        f"\n{args.hf_mode} mode: precompute {common['precompute_s']:.2f}s "
+        f"({'cached' if precompute_s == 0 else 'now'}; ranks {common.get('precompute_world_size', 1)}), "
+        f"unlearn {unlearn_s * 1e3:.3f} ms total, median {common['unlearn_median_s'] * 1e3:.3f} ms/request "
+        f"({common['mode']}), storage {common['storage_bytes'] / 2**20:.2f} MiB "
+        f"[{common['storage_covers']}], rho {engine.rho:.6f}")
     if w_re is not None:
         text += f"\ndistance to Retrain ({how})"
     if args.application:
@@ -99,6 +140,7 @@ def main():
         text += (f"\ncertified noise: epsilon {c['epsilon']}, delta {c['delta']}, rho {c['rho']:.6f}, "
                  f"Delta {c['sensitivity']:.4g}, sigma {c['sigma']:.4g} ({c['sigma_source']})")
     finish(summary, args.json, text)
+    ctx.close()
 
 
 if __name__ == "__main__":

@@ -13,21 +13,22 @@ The recursion runs fused with a replay of the training SGD (``utils.train.sgd`` 
 ``on_step`` hook), so the trajectory w_0..w_T is never stored; all rows are updated as
 one block per step by the engines of ``utils.hvp``.
 
-The bank: rows indexed by sample id through a stored candidate list (``rows``), saved
-once per training configuration (+ retrain normaliser, storage dtype, candidate set) with
-a JSON manifest, and reused for every deletion set and every m.
+The bank (``utils.bank``): rows indexed by sample id through a stored candidate list,
+saved once per training configuration (+ retrain normaliser, storage dtype, candidate set)
+as row-range shards with a JSON manifest, and reused for every deletion set and every m.
+Under torchrun the rows are split into contiguous shards, one per rank
+(``utils.distributed``); ``utils.replay`` answers requests without any bank.
 """
-import os
 import time
 
 import torch
-from tqdm import tqdm
 
-from utils import artifacts
+from utils.bank import Bank, ShardedBank, complete, write_index, write_shard  # noqa: F401 (Bank re-exported)
 from utils.certify import PowerIteration
+from utils.distributed import Context, shard_bounds
 from utils.hvp import resolve_engine, step_jacobian
 from utils.options import InputError, parse_forget_indices
-from utils.train import sgd
+from utils.train import batch_gradient, sgd
 
 BANK_FLAGS = ["retrain_norm", "bank_dtype"]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -60,7 +61,8 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
     def on_step(t, w, batch, eta, g):
         op = step_jacobian(fm, w, X[batch], y[batch], lam, g, clip, engine, mem_budget_mb)
         state["op"] = op
-        op.contract_(A, eta)
+        if len(A):
+            op.contract_(A, eta)
         r = row_of[batch]
         sel = r >= 0
         if bool(sel.any()):
@@ -88,82 +90,69 @@ def candidate_rows(spec, n, U):
     return torch.tensor(idx, dtype=torch.long), idx
 
 
-class Bank:
-    """Approximators a_u for a candidate set, addressed by sample id."""
-
-    def __init__(self, A, rows, rho_t, manifest):
-        self.A, self.rows, self.rho_t, self.manifest = A, rows, rho_t, manifest
-        self.row_of = {int(u): r for r, u in enumerate(rows.tolist())}
-
-    @property
-    def storage_bytes(self):
-        return self.A.numel() * self.A.element_size()
-
-    @property
-    def rho(self):
-        return float(self.rho_t.max()) if len(self.rho_t) else float("nan")
-
-    def vectors(self, U):
-        """Row indices of the samples U; InputError when one has no approximator."""
-        missing = [int(u) for u in U if int(u) not in self.row_of]
-        if missing:
-            raise InputError(f"samples {missing[:5]} have no approximator in this bank "
-                             f"(--hf_candidates); rerun with --hf_candidates all or including them")
-        return [self.row_of[int(u)] for u in U]
-
-    def unlearn_online(self, w, U):
-        """Apply deletion requests one at a time: w <- w + a_u. Returns (w, seconds per request)."""
-        w = w.clone()
-        rows = self.vectors(U)
-        times = []
-        for r in rows:
-            start = time.perf_counter()
-            w.add_(self.A[r])
-            times.append(time.perf_counter() - start)
-        return w, times
-
-    def unlearn_batch(self, w, U):
-        """One summed update: w + sum_{u in U} a_u. Returns (w, seconds)."""
-        rows = self.vectors(U)
-        start = time.perf_counter()
-        out = w + self.A[rows].to(w.dtype).sum(0)
-        return out, time.perf_counter() - start
+def bank_dir(exp, candidates):
+    """Directory of the bank for exp's training config, BANK_FLAGS and candidate set."""
+    return exp.cache_path("hfbank", BANK_FLAGS, {"candidates": candidates})[:-len(".pt")]
 
 
-def bank_path(exp, candidates):
-    return exp.cache_path("hfbank", BANK_FLAGS, {"candidates": candidates})
+def coverage(rows, cand_key, dtype):
+    """What a bank's precompute and storage figures cover (reported with every result)."""
+    return {"candidates": "all" if cand_key == "all" else "declared",
+            "bank_rows": len(rows), "bank_dtype": dtype}
 
 
-def load_bank(path, device):
-    t = artifacts.load_tensors(path, remedy="delete it and rerun main_proposed.py")
-    manifest = artifacts.read_json(path[:-3] + ".json")
-    return Bank(t["A"].to(device), t["rows"], t["rho_t"], manifest)
-
-
-def precompute_bank(exp, w_T):
-    """The bank for exp's flags: loaded when cached, else computed and saved (atomically).
-
-    Returns (bank, seconds spent now; 0 when it was cached).
-    """
-    a = exp.args
-    rows, cand_key = candidate_rows(a.hf_candidates, exp.n, exp.U)
-    path = bank_path(exp, cand_key)
-    if os.path.exists(path) and os.path.exists(path[:-3] + ".json"):
-        return load_bank(path, exp.device), 0.0
-    start = time.perf_counter()
-    w_replay, A, rho_t = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, a.lr, a.lr_decay,
-                                   a.clip, a.regularization, rows, a.retrain_norm,
-                                   mem_budget_mb=a.mem_budget_mb, progress=not a.quiet)
-    seconds = time.perf_counter() - start
+def check_replay(w_replay, w_T, exp):
+    """InputError unless the replayed trajectory ends at the cached original model."""
     gap = float((w_replay - w_T).norm())
     if gap > 1e-4 * max(1.0, float(w_T.norm())):
         raise InputError(f"the replayed training trajectory ends {gap:.3g} away from the cached "
                          f"original model; delete {exp.train_dir} and rerun")
-    A = A.to(DTYPES[a.bank_dtype])
-    manifest = {"train_config": exp.train_config(), "bank_config": exp.method_config(BANK_FLAGS),
-                "candidates": cand_key, "rows": len(rows), "d": exp.fm.d, "steps": len(exp.schedule),
-                "engine": resolve_engine(exp.fm), "precompute_s": seconds, "rho": float(rho_t.max()),
-                "storage_bytes": A.numel() * A.element_size(), "replay_gap": gap}
-    artifacts.save_tensors(path, {"A": A, "rows": rows, "rho_t": rho_t})
-    artifacts.write_json(path[:-3] + ".json", manifest)
-    return Bank(A.to(exp.device), rows, rho_t, manifest), seconds
+    return gap
+
+
+def check_memory_budget(exp):
+    """Build the first step's Jacobian operator (cheap): InputError now, before training,
+    when one vectorised Hessian-vector product does not fit --mem_budget_mb."""
+    a = exp.args
+    b = exp.schedule[0]
+    g = batch_gradient(exp.fm, exp.w0, exp.X, exp.y, b, a.regularization)
+    step_jacobian(exp.fm, exp.w0, exp.X[b], exp.y[b], a.regularization, g, a.clip,
+                  mem_budget_mb=a.mem_budget_mb)
+
+
+def precompute_bank(exp, w_T, ctx=Context()):
+    """The bank for exp's flags: opened when cached, else computed and saved.
+
+    Under torchrun every rank replays training and computes the rows of its shard
+    (``utils.distributed.shard_bounds``); rank 0 also measures rho and writes the index
+    and manifest. Returns (bank, wall seconds spent now: the maximum over ranks; 0 when cached).
+    """
+    a = exp.args
+    rows, cand_key = candidate_rows(a.hf_candidates, exp.n, exp.U)
+    directory = bank_dir(exp, cand_key)
+    if complete(directory):
+        return ShardedBank(directory, exp.device), 0.0
+    ctx.barrier()            # every rank has seen the bank absent before any writes it
+    bounds = [shard_bounds(len(rows), r, ctx.world) for r in range(ctx.world)]
+    lo, hi = bounds[ctx.rank]
+    start = time.perf_counter()
+    gap = 0.0
+    if ctx.is_main or hi > lo:
+        w_replay, A, rho_t = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, a.lr, a.lr_decay,
+                                       a.clip, a.regularization, rows[lo:hi], a.retrain_norm,
+                                       mem_budget_mb=a.mem_budget_mb, rho_iters=2 if ctx.is_main else 0,
+                                       progress=ctx.is_main and not a.quiet)
+        gap = check_replay(w_replay, w_T, exp)
+        if hi > lo:
+            write_shard(directory, lo, hi, A.to(DTYPES[a.bank_dtype]), rows[lo:hi])
+    seconds = ctx.max(time.perf_counter() - start)
+    ctx.barrier()
+    if ctx.is_main:
+        manifest = {"train_config": exp.train_config(), "bank_config": exp.method_config(BANK_FLAGS),
+                    "candidate_ids": cand_key, **coverage(rows, cand_key, a.bank_dtype),
+                    "d": exp.fm.d, "steps": len(exp.schedule), "engine": resolve_engine(exp.fm),
+                    "precompute_s": seconds, "world_size": ctx.world, "rho": float(rho_t.max()),
+                    "replay_gap": gap}
+        write_index(directory, rows, rho_t, manifest, bounds, DTYPES[a.bank_dtype])
+    ctx.barrier()
+    return ShardedBank(directory, exp.device), seconds
