@@ -66,7 +66,7 @@ def unlearner(args, exp, w_T, ctx):
                                  bank_rows=0, candidates="requested only")
     bank, seconds = precompute_bank(exp, w_T, ctx)
     m = bank.manifest
-    if m["candidates"] != "all":
+    if m["candidates"] != "all" and ctx.is_main:
         info(f"note: approximators were computed for {m['bank_rows']} declared candidates only "
              f"(--hf_candidates); a full bank for all n={exp.n} samples costs "
              f"{exp.n / max(1, m['bank_rows']):.1f} times more precompute and storage")
@@ -74,6 +74,12 @@ def unlearner(args, exp, w_T, ctx):
                                storage_covers=f"{m['bank_rows']} rows x d={m['d']} in {m['bank_dtype']}",
                                bank_rows=m["bank_rows"], candidates=m["candidates"],
                                bank_dtype=m["bank_dtype"], precompute_world_size=m["world_size"])
+
+
+def precompute_note(args, seconds, figures):
+    if args.hf_mode == "replay":
+        return "none: each request replays training"
+    return f"{'cached' if seconds == 0 else 'now'}, {figures['precompute_world_size']} rank(s)"
 
 
 def main():
@@ -129,7 +135,7 @@ def main():
     cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "test_loss"]
     text = table(rows, cols) + (
         f"\n{args.hf_mode} mode: precompute {common['precompute_s']:.2f}s "
-        f"({'cached' if precompute_s == 0 else 'now'}; ranks {common.get('precompute_world_size', 1)}), "
+        f"({precompute_note(args, precompute_s, common)}), "
         f"unlearn {unlearn_s * 1e3:.3f} ms total, median {common['unlearn_median_s'] * 1e3:.3f} ms/request "
         f"({common['mode']}), storage {common['storage_bytes'] / 2**20:.2f} MiB "
         f"[{common['storage_covers']}], rho {engine.rho:.6f}")
