@@ -30,7 +30,8 @@ os.environ.setdefault("HFU_OFFLINE", "1")
 
 from utils.experiment import Experiment  # noqa: E402
 from utils.functional import data_loss  # noqa: E402
-from utils.hf import Bank, injection  # noqa: E402
+from utils.bank import Bank  # noqa: E402
+from utils.hf import injection  # noqa: E402
 from utils.hvp import clip_factors, step_jacobian  # noqa: E402
 from utils.options import parse_args  # noqa: E402
 from utils.report import info, table  # noqa: E402

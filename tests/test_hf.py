@@ -6,7 +6,8 @@ from conftest import WINE
 from models import build_model
 from utils.experiment import Experiment
 from utils.functional import FlatModel, data_loss
-from utils.hf import Bank, injection, recursion
+from utils.bank import Bank
+from utils.hf import injection, recursion
 from utils.options import parse_args
 from utils.train import clip_by_norm, make_schedule, step_size
 

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from utils.bank import Bank, ShardedBank, complete, write_index, write_shard  # noqa: F401 (Bank re-exported)
+from utils.bank import ShardedBank, complete, write_index, write_shard
 from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
 from utils.hvp import resolve_engine, step_jacobian
