@@ -5,7 +5,7 @@
 SWEEP=MIAU
 source "$(dirname "$0")/sweeps/common.sh"
 
-N=1000; E=15; M=50; SEEDS="42"; ATTACKS="LR MLP"
+N=1000; E=15; M=50; SEEDS="42"; ATTACKS=${ATTACKS:-LR MLP}
 FEATURES="direct_diff sorted_diff direct_concat sorted_concat l2_distance"
 if [ "$QUICK" = "1" ]; then N=80; E=5; M=10; ATTACKS="LR"; FEATURES="direct_diff sorted_diff"; fi
 
