@@ -84,7 +84,7 @@ def test_aggregate_mean_std_over_seeds(pipeline):
     with open(results / "eva_summary.csv") as f:
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert float(rows["NU"]["distance_mean"]) == pytest.approx(group["methods"]["NU"]["distance"]["mean"])
-    assert "| wine/mlp n=40 m=3 | 2 |" in open(results / "eva_summary.md").read()
+    assert "| wine/mlp n=40 m=3 lr=0.01 epochs=3 | 2 |" in open(results / "eva_summary.md").read()
 
 
 def test_aggregate_without_results(dirs):

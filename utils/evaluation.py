@@ -90,7 +90,8 @@ def write_result(exp, rows):
 
 # ---------------------------------------------------------------------- aggregate mode
 def _label(setting):
-    return f"{setting['dataset']}/{setting['model']} n={setting['num_dataset']} m={setting['num_forget']}"
+    return (f"{setting['dataset']}/{setting['model']} n={setting['num_dataset']} m={setting['num_forget']} "
+            f"lr={setting['lr']} epochs={setting['epochs']}")
 
 
 def aggregate(results_dir):
@@ -138,7 +139,8 @@ def aggregate_markdown(agg):
     """Paper-style tables: settings (dataset/model/n/m) by methods, mean ± std over seeds."""
     methods = _methods_in_order(agg)
     keyed = sorted(agg.values(), key=lambda g: (g["setting"]["dataset"], g["setting"]["model"],
-                                                g["setting"]["num_forget"], g["label"]))
+                                                g["setting"]["num_forget"], g["setting"]["lr"],
+                                                g["setting"]["epochs"], g["label"]))
     parts = []
     for metric, title in [("distance", "L2 distance to the retrained model"), ("test_acc", "Test accuracy"),
                           ("forget_acc", "Accuracy on the forget set U"), ("unlearn_s", "Unlearning time (s)"),
