@@ -7,8 +7,7 @@
 Trains (or reuses) the original model, computes (or reuses) the Cholesky factor of the
 damped full-data Hessian, applies the step and writes the unlearned model and its metrics.
 """
-from utils.baseline import run_baseline
-from utils.experiment import run_main
+from utils.experiment import run_baseline, run_main
 from utils.newton import unlearn_ij
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@
 Trains (or reuses) the original model, computes (or reuses) the full-data Hessian, applies
 the step and writes the unlearned model and its metrics under --log_dir.
 """
-from utils.baseline import run_baseline
-from utils.experiment import run_main
+from utils.experiment import run_baseline, run_main
 from utils.newton import unlearn_ns
 
 if __name__ == "__main__":

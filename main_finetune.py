@@ -1,7 +1,7 @@
 """Fine-tuning baseline: continue the clipped SGD on D \\ U from w_T (--finetune_epochs, 15 in the paper)."""
 
 from utils.baselines import finetune
-from utils.experiment import run_main, run_baseline
+from utils.experiment import run_baseline, run_main
 
 def main():
     run_baseline("Finetune", lambda exp, w_T: finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, exp.args,

@@ -1,6 +1,6 @@
 """NegGrad baseline: gradient ascent on the loss of U from w_T (2 epochs, batch 50, step 0.1 * lr in the paper)."""
 from utils.baselines import neggrad
-from utils.experiment import run_main, run_baseline
+from utils.experiment import run_baseline, run_main
 
 
 def main():

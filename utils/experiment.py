@@ -222,23 +222,36 @@ def run_main(main):
         fail(str(e))
 
 
-def run_baseline(method, update):
-    """Shared body of the one-shot baseline scripts: w = update(exp, w_T), timed and saved.
+def run_baseline(method, unlearn):
+    """Shared body of the one-shot baseline scripts (NU, IJ, fine-tuning, NegGrad).
 
-    The unlearning time is the wall time of ``update``; these baselines need no precompute.
+    ``unlearn(exp, w_T)`` returns the unlearned parameters, or (w, costs) with costs a dict
+    of precompute_s / unlearn_s / storage_bytes (and anything else worth recording); a bare
+    w is timed here as the unlearning time, with no precompute and no storage.
     """
     args = parse_args()
     exp = Experiment(args)
-    w_T, _ = exp.original()
+    info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, device={exp.device}")
+    w_T, train_s = exp.original()
     start = time.perf_counter()
-    w = update(exp, w_T)
-    seconds = time.perf_counter() - start
-    metrics = dict(exp.metrics(w), unlearn_s=seconds, precompute_s=0.0, storage_bytes=0)
+    got = unlearn(exp, w_T)
+    if isinstance(got, tuple):
+        w, costs = got
+    else:
+        w, costs = got, dict(unlearn_s=time.perf_counter() - start, precompute_s=0.0, storage_bytes=0)
+    metrics = dict(exp.metrics(w), **costs, data_source=exp.data.source)
     retrain = exp.load_method("Retrain")
     if retrain is not None:
         metrics["distance"] = float((w - retrain[0]).norm())
     path = exp.save_method(method, w, metrics)
-    cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "unlearn_s"]
-    note = "" if retrain is not None else f"\n(no Retrain model: run {command_line('main_retrain.py')} for the distance)"
-    finish({method: dict(metrics, model=path)}, args.json,
-           table([dict(method=method, **metrics)], cols) + f"\nmodel: {path}" + note)
+    rows = [dict(method="Original", **exp.metrics(w_T)), dict(method=method, **metrics)]
+    if retrain is not None:
+        rows[0]["distance"] = float((w_T - retrain[0]).norm())
+    cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "precompute_s", "unlearn_s",
+            "storage_bytes"]
+    cached = " (cached)" if costs.get("precompute_cached") else ""
+    note = (f"\nprecompute {costs['precompute_s']:.2f}s{cached}, unlearn {costs['unlearn_s']:.3f}s, "
+            f"storage {costs['storage_bytes']} bytes; model: {path}")
+    if retrain is None:
+        note += f"\n(no Retrain model: run {command_line('main_retrain.py')} for the distance)"
+    finish(dict(metrics, method=method, model=path, train_s=train_s), args.json, table(rows, cols) + note)
