@@ -145,8 +145,7 @@ class Experiment:
         """w_T, or exit naming the command that trains it."""
         path = os.path.join(self.train_dir, "original.pt")
         if not os.path.exists(path):
-            raise InputError(f"no trained model at {path}; run main_retrain.py (or any main_*.py) "
-                             f"with the same training flags first")
+            raise InputError(f"no trained model at {path}; run: {command_line('main_retrain.py')}")
         return self.original()[0]
 
     def recorded_schedule(self):
