@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.experiment import Experiment, run_main  # noqa: E402
 from utils.functional import per_sample_ce  # noqa: E402
-from utils.hessian import _is_logistic, hessian_sum  # noqa: E402
+from utils.hessian import hessian_sum  # noqa: E402
+from utils.hvp import closed_form_available  # noqa: E402
 from utils.options import InputError, build_parser, parse_args  # noqa: E402
 from utils.report import finish, info, table  # noqa: E402
 
@@ -58,7 +59,7 @@ def main():
     s, c = args.naive_samples, min(args.naive_columns or d, d)
     info(f"{args.dataset}/{args.model}: n={n}, d={d}; naive reference on {s} samples x {c} rows; device={exp.device}")
     progress = not args.quiet
-    methods = ["logistic", "generic"] if _is_logistic(exp.fm) else ["generic"]
+    methods = ["logistic", "generic"] if closed_form_available(exp.fm) else ["generic"]
     rows = []
     for method in methods:  # warm-up (one-time tracing and allocation) before timing
         hessian_sum(exp.fm, w_T, exp.X[:1], exp.y[:1], lam, args.mem_budget_mb, method=method)

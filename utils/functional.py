@@ -8,6 +8,22 @@ so losses, gradients and Hessian-vector products are plain functions of w.
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+class _CountOutputs(TorchDispatchMode):
+    """Counts the elements of every tensor produced by the ops run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for o in (out if isinstance(out, (tuple, list)) else [out]):
+            if torch.is_tensor(o):
+                self.total += o.numel()
+        return out
 
 
 class FlatModel:
@@ -19,6 +35,17 @@ class FlatModel:
         self.numels = [p.numel() for _, p in params]
         self.d = sum(self.numels)
         self.buffers = dict(module.named_buffers())
+        self._activations = {}
+
+    def activation_numel(self, X):
+        """Elements produced by all ops of one forward pass on X (a memory estimate), memoised
+        per input shape and dtype."""
+        key = (tuple(X.shape), X.dtype)
+        if key not in self._activations:
+            with torch.no_grad(), _CountOutputs() as count:
+                self.module(X)
+            self._activations[key] = max(count.total, 1)
+        return self._activations[key]
 
     def initial_vector(self):
         """The module's current parameters as one flat, detached vector."""

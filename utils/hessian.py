@@ -19,36 +19,11 @@ logistic model (one Linear layer) a closed form is used:
 re-ordered from the (class, feature) layout to the parameter layout [W (C x in), b (C)].
 """
 import torch
-from torch import nn
 from torch.func import grad, jvp, vmap
 from tqdm import tqdm
 
 from utils.functional import data_gradient, per_sample_ce
-
-
-def _is_logistic(fm):
-    """True when the network is one Linear layer applied to the flattened input."""
-    leaves = [m for m in fm.module.modules() if len(list(m.children())) == 0]
-    return len(leaves) == 1 and isinstance(leaves[0], nn.Linear) and fm.names[-1].endswith("bias")
-
-
-def activation_numel(fm, X):
-    """Elements of all leaf-module outputs for one sample (a memory estimate per sample)."""
-    total = [0]
-
-    def hook(_module, _inputs, output):
-        if torch.is_tensor(output):
-            total[0] += output[0].numel()
-
-    leaves = [m for m in fm.module.modules() if len(list(m.children())) == 0]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        with torch.no_grad():
-            fm.module(X[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return max(total[0], 1)
+from utils.hvp import closed_form_available
 
 
 def chunk_sizes(d, n, act, elem_bytes, mem_budget_mb):
@@ -66,7 +41,7 @@ def chunk_sizes(d, n, act, elem_bytes, mem_budget_mb):
 
 def _generic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc):
     d, n = fm.d, len(y)
-    k, b = chunk_sizes(d, n, activation_numel(fm, X), w.element_size(), mem_budget_mb)
+    k, b = chunk_sizes(d, n, fm.activation_numel(X[:1]), w.element_size(), mem_budget_mb)
     H = torch.zeros(d, d, dtype=w.dtype, device=w.device)
     eye = torch.eye(d, dtype=w.dtype, device=w.device)
     calls = [(s, c) for s in range(0, n, b) for c in range(0, d, k)]
@@ -111,7 +86,7 @@ def hessian_sum(fm, w, X, y, regularization, mem_budget_mb=1024.0, progress=Fals
     """
     w = w.detach()
     if method == "auto":
-        method = "logistic" if _is_logistic(fm) else "generic"
+        method = "logistic" if closed_form_available(fm) else "generic"
     if len(y) == 0:
         H = torch.zeros(fm.d, fm.d, dtype=w.dtype, device=w.device)
     elif method == "logistic":

@@ -28,7 +28,6 @@ for every row a of A.
 import torch
 import torch.nn.functional as F
 from torch.func import grad, jvp, vjp, vmap
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from models import Logistic
 from utils.functional import data_loss
@@ -89,23 +88,6 @@ class _Jacobian:
         return self.from_internal(self.jac(self.to_internal(V)))
 
 
-def _activation_numel(fm, w, X):
-    """Total number of elements produced by the ops of one forward pass on X."""
-    class Count(TorchDispatchMode):
-        total = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for o in (out if isinstance(out, (tuple, list)) else [out]):
-                if torch.is_tensor(o):
-                    Count.total += o.numel()
-            return out
-
-    with torch.no_grad(), Count():
-        fm.logits(w, X)
-    return Count.total
-
-
 class GenericJacobian(_Jacobian):
     """J_t for any FlatModel via torch.func, vmapped over row chunks of a block.
 
@@ -121,7 +103,7 @@ class GenericJacobian(_Jacobian):
         self.per_sample_grad_fn = vmap(grad(lambda v, x, t: data_loss(fm, v, x[None], t[None], 1)),
                                        in_dims=(None, 0, 0))
         self.X, self.y = X, y
-        per_vector = w.element_size() * (HVP_ACTIVATION_FACTOR * _cached_activations(fm, w, X) + 4 * fm.d)
+        per_vector = w.element_size() * (HVP_ACTIVATION_FACTOR * fm.activation_numel(X) + 4 * fm.d)
         self.chunk = int(mem_budget_mb * MB // per_vector)
         if self.chunk < 1:
             raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
@@ -149,16 +131,6 @@ class GenericJacobian(_Jacobian):
     def per_sample_grads(self):
         """Rows grad CE_i(w_t), i in B_t (internal layout)."""
         return self.per_sample_grad_fn(self.w, self.X, self.y)
-
-
-_ACT_CACHE = {}
-
-
-def _cached_activations(fm, w, X):
-    key = (id(fm.module), tuple(X.shape), w.dtype)
-    if key not in _ACT_CACHE:
-        _ACT_CACHE[key] = _activation_numel(fm, w, X)
-    return _ACT_CACHE[key]
 
 
 class LogisticJacobian(_Jacobian):
