@@ -1,4 +1,9 @@
-"""Models of SPEC section 4, built by name. All are used in eval mode (see README)."""
+"""Models of SPEC section 4, built by name. All are used in eval mode (see README).
+
+Models whose forward pass is a plain chain of layers also list it in ``layers()`` (the same
+function in eval mode, dropout being the identity there); the layered Hessian engine
+(``utils/layered_hvp.py``) runs on that list.
+"""
 import os
 import sys
 
@@ -19,6 +24,9 @@ class Logistic(nn.Module):
     def forward(self, x):
         return self.fc(x.flatten(1))
 
+    def layers(self):
+        return [nn.Flatten(), self.fc]
+
 
 class MLP(nn.Module):
     """Linear(in, 64) -> Dropout -> ReLU -> Linear(64, C)."""
@@ -31,6 +39,9 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.fc2(torch.relu(self.dropout(self.fc1(x.flatten(1)))))
+
+    def layers(self):
+        return [nn.Flatten(), self.fc1, nn.ReLU(), self.fc2]
 
 
 class CNNMnist(nn.Module):
@@ -51,6 +62,10 @@ class CNNMnist(nn.Module):
         x = self.dropout(torch.relu(self.fc1(x.flatten(1))))
         return self.fc2(x)
 
+    def layers(self):
+        return [self.conv1, nn.MaxPool2d(2), nn.ReLU(), self.conv2, nn.MaxPool2d(2), nn.ReLU(),
+                nn.Flatten(), self.fc1, nn.ReLU(), self.fc2]
+
 
 class CNNCifar(nn.Module):
     """The authors' CIFAR CNN: two 5x5 conv(64) + max-pool(3, 2), then 1024-384-192-C."""
@@ -70,6 +85,10 @@ class CNNCifar(nn.Module):
         x = torch.relu(self.fc1(x.flatten(1)))
         return self.fc3(torch.relu(self.fc2(x)))
 
+    def layers(self):
+        return [self.conv1, self.pool, nn.ReLU(), self.conv2, self.pool, nn.ReLU(), nn.Flatten(),
+                self.fc1, nn.ReLU(), self.fc2, nn.ReLU(), self.fc3]
+
 
 class LeNet5(nn.Module):
     """LeNet-5 for 1x28x28 inputs (61,706 parameters with 10 classes)."""
@@ -87,6 +106,11 @@ class LeNet5(nn.Module):
         x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
         x = torch.relu(self.fc1(x.flatten(1)))
         return self.fc3(torch.relu(self.fc2(x)))
+
+    def layers(self):
+        # max-pooling commutes with ReLU: pool first, as in the other CNNs
+        return [self.conv1, nn.MaxPool2d(2), nn.ReLU(), self.conv2, nn.MaxPool2d(2), nn.ReLU(),
+                nn.Flatten(), self.fc1, nn.ReLU(), self.fc2, nn.ReLU(), self.fc3]
 
 
 def resnet18(num_classes, pretrained="auto"):

@@ -79,7 +79,7 @@ def test_recursion_equals_dense_matrices():
                     if u in b.tolist():
                         ref[r] += eta * C @ inj[b.tolist().index(u)]
                 w = w - eta * clip_by_norm(g, clip)
-            for engine in ("closed", "vjp"):
+            for engine in ("closed", "layers", "vjp"):
                 w_T, A, _ = recursion(fm, w0, X, y, schedule, lr, decay, clip, lam, rows, norm, engine,
                                       rho_iters=0)
                 torch.testing.assert_close(w_T, w)

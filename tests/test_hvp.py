@@ -4,10 +4,15 @@ import torch
 
 from models import build_model
 from utils.functional import FlatModel, data_loss
-from utils.hvp import step_jacobian
+from utils.hvp import resolve_engine, step_jacobian
 from utils.options import InputError
 
-CASES = [("logistic", "mnist", (1, 28, 28)), ("mlp", "wine", (13,)), ("cnn", "mnist", (1, 28, 28))]
+CASES = [("logistic", "mnist", (1, 28, 28)), ("mlp", "wine", (13,)), ("cnn", "mnist", (1, 28, 28)),
+         ("cnn", "cifar", (3, 32, 32)), ("lenet", "mnist", (1, 28, 28))]
+
+
+def engines_for(name):
+    return ["jvp", "vjp", "layers"] + (["closed"] if name == "logistic" else [])
 
 
 def setup(name, dataset, shape, seed, b=5):
@@ -44,8 +49,7 @@ def test_block_product_matches_autograd(name, dataset, shape, active):
     clip = 0.5 * float(g.norm()) if active else 10 * float(g.norm())
     V = torch.randn(4, fm.d, dtype=torch.float64)
     g, ref = reference(fm, w, X, y, lam, clip, V)
-    engines = ["jvp", "vjp"] + (["closed"] if name == "logistic" else [])
-    for engine in engines:
+    for engine in engines_for(name):
         op = step_jacobian(fm, w, X, y, lam, g, clip, engine)
         assert op.clipping == active
         torch.testing.assert_close(op.apply(V), ref, rtol=1e-9, atol=1e-10)
@@ -82,6 +86,28 @@ def test_closed_form_equals_generic_in_float32():
         closed = step_jacobian(fm, w, X, y, 0.5, g, clip, "closed").apply(V)
         generic = step_jacobian(fm, w, X, y, 0.5, g, clip, "jvp").apply(V)
         torch.testing.assert_close(closed, generic, rtol=1e-4, atol=1e-5)
+
+
+def test_layered_engine_handles_pooling_ties_like_autograd():
+    """Equal values in a pooling window (ReLU zeros, constant images): the layered engine
+    routes through the same arg-max as autograd."""
+    fm, w, X, y = setup("cnn", "mnist", (1, 28, 28), seed=11)
+    X[:2] = 0.5                                   # constant images: every window ties
+    g = torch.zeros(fm.d, dtype=torch.float64)
+    V = torch.randn(3, fm.d, dtype=torch.float64)
+    _, ref = reference(fm, w, X, y, 0.0, 1e9, V)
+    torch.testing.assert_close(step_jacobian(fm, w, X, y, 0.0, g, 1e9, "layers").apply(V), ref,
+                               rtol=1e-9, atol=1e-10)
+
+
+def test_auto_engine_choice():
+    for name, dataset, shape in CASES:
+        fm = setup(name, dataset, shape, seed=0)[0]
+        assert resolve_engine(fm) == ("closed" if name == "logistic" else "layers")
+    fm = FlatModel(build_model("resnet18", "cifar", pretrained="none"))
+    assert resolve_engine(fm) == "vjp"
+    with pytest.raises(InputError, match="layers"):
+        resolve_engine(fm, "layers")
 
 
 def test_per_sample_grads_match_autograd():

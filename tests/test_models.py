@@ -31,6 +31,21 @@ def test_flat_model_matches_module():
     assert torch.equal(fm.logits(fm.initial_vector(), x), module.eval()(x))
 
 
+@pytest.mark.parametrize("name, dataset, shape", [
+    ("logistic", "mnist", (1, 28, 28)), ("mlp", "wine", (13,)), ("cnn", "mnist", (1, 28, 28)),
+    ("cnn", "cifar", (3, 32, 32)), ("lenet", "mnist", (1, 28, 28)),
+])
+def test_layer_chain_is_the_forward_pass(name, dataset, shape):
+    """layers() (used by the layered Hessian engine) computes the same function in eval mode."""
+    torch.manual_seed(1)
+    module = build_model(name, dataset).eval()
+    x = torch.randn(4, *shape)
+    out = x
+    for layer in module.layers():
+        out = layer(out)
+    torch.testing.assert_close(out, module(x), rtol=1e-6, atol=1e-6)
+
+
 def test_unknown_and_misfit_models():
     with pytest.raises(InputError, match="unknown model"):
         build_model("vit", "mnist")
