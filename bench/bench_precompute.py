@@ -1,6 +1,6 @@
 """Benchmark of the Hessian-free precompute against a naive per-sample autograd loop.
 
-    python3 bench/bench_precompute.py [--json] [--naive_steps 3] [--cnn_steps 8]
+    python3 bench/bench_precompute.py [--json] [--naive_steps 3] [--cnn_steps 8] [--device cuda]
 
 For each setting (MNIST logistic paper setting: n=1000, batch 32, 15 epochs, d=7,850; MNIST
 cnn: n=1000, batch 64, 20 epochs, d=21,840) the training trajectory is replayed once and,
@@ -32,12 +32,11 @@ from utils.functional import data_loss  # noqa: E402
 from utils.bank import Bank  # noqa: E402
 from utils.hf import injection  # noqa: E402
 from utils.hvp import clip_factors, step_jacobian  # noqa: E402
-from utils.options import parse_args  # noqa: E402
+from utils.options import fail, parse_args  # noqa: E402
 from utils.report import finish, table  # noqa: E402
 from utils.train import sgd  # noqa: E402
 
-COMMON = ["--dataset", "mnist", "--lr", "0.05", "--lr_decay", "0.995", "--num_dataset", "1000",
-          "--gpu", "-1", "--quiet"]
+COMMON = ["--dataset", "mnist", "--lr", "0.05", "--lr_decay", "0.995", "--num_dataset", "1000", "--quiet"]
 SETTINGS = {
     "logistic": ["--model", "logistic", "--epochs", "15", "--batch_size", "32", "--clip", "5",
                  "--regularization", "0.5"],
@@ -46,15 +45,23 @@ SETTINGS = {
 }
 
 
-def matmul_rate(size=2048, reps=5):
+def clock(device):
+    """time.perf_counter() once the device's queued work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def matmul_rate(device, size=2048, reps=5):
     """FLOP/s of a large float32 matrix product (best of ``reps``)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    size = size if device.type == "cpu" else 4 * size
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
     best = float("inf")
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock(device)
         a @ b
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock(device) - start)
     return 2 * size ** 3 / best
 
 
@@ -115,25 +122,25 @@ def naive_step(exp, vectors, w, batch, eta, g):
         vectors[u] = v.detach()
 
 
-def bench_setting(name, naive_steps, ours_steps, rate, log_dir):
-    exp = Experiment(parse_args(SETTINGS[name] + COMMON + ["--log_dir", log_dir]))
-    T, n, d = len(exp.schedule), exp.n, exp.fm.d
+def bench_setting(name, naive_steps, ours_steps, rate, log_dir, gpu):
+    exp = Experiment(parse_args(SETTINGS[name] + COMMON + ["--log_dir", log_dir, "--gpu", gpu]))
+    T, n, d, dev = len(exp.schedule), exp.n, exp.fm.d, exp.device
     ours_steps = min(ours_steps or T, T)
     traj = record(exp, max(naive_steps, ours_steps))
-    A = torch.zeros(n, d)
+    A = torch.zeros(n, d, device=dev)
     ours_step(exp, A.clone(), *traj[0])                      # warm-up (allocator, kernels)
-    start = time.perf_counter()
+    start = clock(dev)
     for w, batch, eta, g in traj[:ours_steps]:
         op = ours_step(exp, A, w, batch, eta, g)
-    ours_per_step = (time.perf_counter() - start) / ours_steps
+    ours_per_step = (clock(dev) - start) / ours_steps
     flops_per_step = count_flops(lambda: ours_step(exp, A.clone(), *traj[0]))
-    vectors = [torch.zeros(d) for _ in range(n)]
-    start = time.perf_counter()
+    vectors = [torch.zeros(d, device=dev) for _ in range(n)]
+    start = clock(dev)
     for w, batch, eta, g in traj[:naive_steps]:
         naive_step(exp, vectors, w, batch, eta, g)
-    naive_per_step = (time.perf_counter() - start) / naive_steps
+    naive_per_step = (clock(dev) - start) / naive_steps
     # the two agree on the common prefix (naive state is after naive_steps, ours after ours_steps)
-    check = torch.zeros(n, d)
+    check = torch.zeros(n, d, device=dev)
     for step in traj[:naive_steps]:
         op = ours_step(exp, check, *step)
     agree = float((op.from_internal(check) - torch.stack(vectors)).norm() / check.norm())
@@ -162,22 +169,31 @@ def main():
     p.add_argument("--logistic_steps", type=int, default=0, help="steps of ours for logistic (0 = all)")
     p.add_argument("--cnn_steps", type=int, default=4, help="steps of ours for cnn (extrapolated)")
     p.add_argument("--settings", default="logistic,cnn", help="comma-separated subset of logistic,cnn")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = p.parse_args()
+    unknown = set(args.settings.split(",")) - set(SETTINGS)
+    if unknown:
+        fail(f"--settings: unknown setting(s) {', '.join(sorted(unknown))}; choose from {', '.join(SETTINGS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: CUDA is not available here; use --device cpu")
     torch.manual_seed(0)
-    rate = matmul_rate()
-    out = {"matmul_flops_per_s": rate, "threads": torch.get_num_threads(),
+    device = torch.device(args.device if args.device == "cpu" else "cuda:0")
+    rate = matmul_rate(device)
+    out = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "matmul_flops_per_s": rate, "threads": torch.get_num_threads(),
            "load_average_1min": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as log_dir:
         for name in args.settings.split(","):
             steps = args.logistic_steps if name == "logistic" else args.cnn_steps
-            out[name] = bench_setting(name, args.naive_steps, steps, rate, log_dir)
+            out[name] = bench_setting(name, args.naive_steps, steps, rate, log_dir,
+                                      "0" if device.type == "cuda" else "-1")
     out["online_50_deletions_s"] = online_deletions()
     rows = [dict(setting=k, steps=v["T"], d=v["d"], ours_step_ms=1e3 * v["ours_s_per_step"],
                  naive_step_ms=1e3 * v["naive_s_per_step"], ours_s=v["ours_s"], naive_s=v["naive_s"],
                  ratio=v["ratio"], floor_s=v["flop_floor_s"], ours_over_floor=v["ours_over_floor"])
             for k, v in out.items() if isinstance(v, dict)]
     text = table(rows, list(rows[0])) + (
-        f"\nmatmul rate {rate / 1e9:.1f} GFLOP/s on {out['threads']} threads (load average "
+        f"\n{out['device']}: matmul rate {rate / 1e9:.1f} GFLOP/s on {out['threads']} threads (load average "
         f"{out['load_average_1min']:.2f}); naive measured on {args.naive_steps} steps, "
         + ", ".join(f"{k} ours on {v['ours_steps_measured']} of {v['T']} steps" for k, v in out.items()
                     if isinstance(v, dict))

@@ -121,3 +121,35 @@ def test_per_sample_grads_match_autograd():
                 ref = torch.autograd.functional.jacobian(
                     lambda v: data_loss(fm, v, X[i:i + 1], y[i:i + 1], 1), w)
                 torch.testing.assert_close(G[i], ref, rtol=1e-10, atol=1e-12)
+
+
+class _StridedNet(torch.nn.Module):
+    """A chain with what the repository's models lack: strided, padded and dilated
+    convolutions, overlapping padded pooling, a conv that is not followed by pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(4, 3, 3, stride=2, padding=2, dilation=2, bias=False)
+        self.pool = torch.nn.MaxPool2d(3, 2, padding=1)
+        self.fc = torch.nn.Linear(3 * 4 * 4, 3)
+
+    def layers(self):
+        return [self.c1, torch.nn.ReLU(), self.c2, self.pool, torch.nn.ReLU(), torch.nn.Flatten(), self.fc]
+
+    def forward(self, x):
+        for layer in self.layers():
+            x = layer(x)
+        return x
+
+
+def test_layered_engine_on_strided_padded_convolutions():
+    torch.manual_seed(4)
+    fm = FlatModel(_StridedNet().double())
+    w = fm.initial_vector()
+    X = torch.randn(3, 2, 16, 16, dtype=torch.float64)   # even size: the stride-2 adjoint pads
+    y = torch.randint(0, 3, (3,))
+    V = torch.randn(4, fm.d, dtype=torch.float64)
+    g, ref = reference(fm, w, X, y, 0.1, 1e9, V)
+    torch.testing.assert_close(step_jacobian(fm, w, X, y, 0.1, g, 1e9, "layers").apply(V), ref,
+                               rtol=1e-9, atol=1e-10)

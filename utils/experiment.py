@@ -59,6 +59,9 @@ def select_device(gpu):
     if gpu >= count:
         names = ", ".join(f"{i}: {torch.cuda.get_device_name(i)}" for i in range(count))
         raise InputError(f"--gpu: no CUDA device {gpu}; present: {names}")
+    # full float32 precision (no TF32) in cuBLAS and cuDNN: distances to the retrained model
+    # are small differences of long SGD runs, and TF32 rounding inflates them (README)
+    torch.backends.fp32_precision = "ieee"
     return torch.device(f"cuda:{gpu}")
 
 

@@ -24,7 +24,7 @@ everywhere; at ties and zeros the same sub-gradient as autograd is used).
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.grad import conv2d_input, conv2d_weight
+from torch.nn.grad import conv2d_weight
 
 
 def has_layers(fm):
@@ -99,6 +99,32 @@ def _conv_args(layer):
     return dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation)
 
 
+def _unfold(layer, a):
+    """The input patches of a convolution as one matrix (in*kh*kw, b*Ho*Wo), so that
+    conv(a, dW) = dW_flat @ patches and grad_W <dg, conv(a, W)> = dg_flat @ patches^T."""
+    cols = F.unfold(a, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+    return cols.transpose(0, 1).reshape(cols.shape[1], -1)
+
+
+def _conv_out_hw(layer, shape):
+    """Output height and width of a convolution on inputs of ``shape`` (b, C, H, W)."""
+    return tuple((size + 2 * p - dl * (kk - 1) - 1) // st + 1 for size, p, dl, kk, st in
+                 zip(shape[2:], layer.padding, layer.dilation, layer.kernel_size, layer.stride))
+
+
+def _conv_adjoint(layer, g, W, in_hw):
+    """conv^T: the cotangent of a convolution's input (size in_hw) from that of its output."""
+    hw = _conv_out_hw(layer, (None, None, *in_hw))
+    extra = [size - ((o - 1) * st - 2 * p + dl * (kk - 1) + 1) for size, o, st, p, dl, kk in
+             zip(in_hw, hw, layer.stride, layer.padding, layer.dilation, layer.kernel_size)]
+    return F.conv_transpose2d(g, W, None, layer.stride, layer.padding, extra, 1, layer.dilation)
+
+
+def _nhwc(t):
+    """Channels-last layout: oneDNN runs these small-channel convolutions faster in it."""
+    return t.contiguous(memory_format=torch.channels_last)
+
+
 def _pool(layer, a):
     return F.max_pool2d(a, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
                         layer.ceil_mode, return_indices=True)
@@ -143,6 +169,7 @@ class LayeredHVP:
                 elif isinstance(layer, nn.Linear):
                     a = F.linear(a, self.params[wn], self.params.get(bn))
                 elif isinstance(layer, nn.Conv2d):
+                    aux = _unfold(layer, a)
                     a = F.conv2d(a, self.params[wn], self.params.get(bn), **_conv_args(layer))
                 elif isinstance(layer, nn.MaxPool2d):
                     aux = a.shape
@@ -183,13 +210,12 @@ class LayeredHVP:
             W = self.params[wn]
             a = self.inputs[l]
             if dV is None:
-                return conv2d_input(a.shape, W, dg, **_conv_args(layer))
+                return _conv_adjoint(layer, dg, W, a.shape[2:])
             k, b = dg.shape[:2]
-            out = conv2d_input((k * b, *a.shape[1:]), W, dg.flatten(0, 1), **_conv_args(layer))
+            out = _conv_adjoint(layer, dg.flatten(0, 1), W, a.shape[2:])
             dW = dV[wn]                                              # (k, out, in, kh, kw)
             folded = dW.transpose(0, 1).reshape(W.shape[0], k * W.shape[1], *W.shape[2:])
-            cross = conv2d_input((b, k * a.shape[1], *a.shape[2:]), folded, self.cotangents[l],
-                                 **_conv_args(layer))
+            cross = _conv_adjoint(layer, _nhwc(self.cotangents[l]), _nhwc(folded), a.shape[2:])
             return out.view(k, *a.shape) + cross.view(b, k, *a.shape[1:]).transpose(0, 1)
         if isinstance(layer, nn.MaxPool2d):
             idx, in_shape = aux
@@ -215,13 +241,13 @@ class LayeredHVP:
                 da = dz
             elif isinstance(layer, nn.Conv2d):
                 W = self.params[wn]
-                folded = dV[wn].reshape(k * W.shape[0], *W.shape[1:])
-                dz = F.conv2d(a, folded, **_conv_args(layer))
-                dz = dz.view(len(a), k, W.shape[0], *dz.shape[2:]).transpose(0, 1)
+                dz = dV[wn].reshape(k * W.shape[0], -1) @ aux                    # (k*out, b*Ho*Wo)
+                out_hw = _conv_out_hw(layer, a.shape)
+                dz = dz.view(k, W.shape[0], len(a), *out_hw).transpose(1, 2)
                 if bn is not None:
                     dz = dz + dV[bn][:, None, :, None, None]
                 if da is not None:
-                    dz = dz + F.conv2d(da.flatten(0, 1), W, **_conv_args(layer)).view(dz.shape)
+                    dz = dz + F.conv2d(_nhwc(da.flatten(0, 1)), _nhwc(W), **_conv_args(layer)).view(dz.shape)
                 da = dz
             elif da is None:
                 continue                                     # parameter-free layer on the input
@@ -259,10 +285,8 @@ class LayeredHVP:
                         hv[bn].copy_(dg.sum(1))
                 else:
                     W = self.params[wn]
-                    shape = hv[wn].shape
-                    dgf = dg.transpose(0, 1).flatten(1, 2)                  # (b, k*out, Ho, Wo)
-                    hv[wn].copy_(conv2d_weight(a, (k * W.shape[0], *W.shape[1:]), dgf,
-                                               **_conv_args(layer)).view(shape))
+                    dgf = dg.transpose(1, 2).reshape(k * W.shape[0], -1)     # (k*out, b*Ho*Wo)
+                    hv[wn].copy_((dgf @ self.aux[l].T).view(hv[wn].shape))
                     if da is not None:
                         daf = da.transpose(0, 1).flatten(1, 2)              # (b, k*in, H, W)
                         cross = conv2d_weight(daf, (W.shape[0], k * W.shape[1], *W.shape[2:]), g,
