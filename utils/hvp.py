@@ -41,6 +41,11 @@ HVP_ACTIVATION_FACTOR = 6
 # The closed form updates the bank in row chunks of about this many bytes, so that each
 # chunk stays in cache between its two matrix products.
 CACHE_CHUNK_BYTES = 2 * MB
+# On a CPU the layered engine takes chunks whose forward activations (one batch per vector)
+# total about this much, so that a chunk's tangents stay in the last-level cache. Measured on
+# the MNIST cnn (3.3 MB of activations per vector, 32 MB L3, 2 cores): chunks of 12-24
+# vectors ran 20% faster than 52 and 8; this gives 15.
+LAYERED_CACHE_BYTES = 48 * MB
 
 
 def clip_factors(g, c):
@@ -111,6 +116,9 @@ class GenericJacobian(_Jacobian):
         if self.chunk < 1:
             raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
                              f"{per_vector / MB:.1f} MB; raise the budget")
+        if mode == "layers" and w.device.type == "cpu":
+            per_vector_activations = w.element_size() * fm.activation_numel(X)
+            self.chunk = min(self.chunk, max(1, LAYERED_CACHE_BYTES // per_vector_activations))
         self._vjp_fn = None
         self._layered = LayeredHVP(fm, w, X, y, N) if mode == "layers" else None
         super().__init__(g, clip, lam)
