@@ -24,6 +24,9 @@ class TinyCNN(nn.Module):
     def forward(self, x):
         return self.fc(self.drop(torch.relu(nn.functional.max_pool2d(self.conv(x), 2))).flatten(1))
 
+    def layers(self):
+        return [self.conv, nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), self.fc]
+
 
 CASES = {"logistic": (lambda: Logistic(6, 3), (6,)),
          "mlp": (lambda: MLP(5, 3, hidden=4), (5,)),
@@ -47,12 +50,13 @@ def reference(fm, w, X, y, lam):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_generic_matches_autograd(name, monkeypatch):
+@pytest.mark.parametrize("method", ["generic", "layered"])
+def test_generic_matches_autograd(name, method, monkeypatch):
     fm, w, X, y = problem(name, 9, seed=sum(map(ord, name)))
     lam = 0.37
     # several column chunks (of uneven size) and several sample chunks
     monkeypatch.setattr(hessian, "chunk_sizes", lambda d, n, *_: (d // 3 + 1, 4))
-    H = hessian_sum(fm, w, X, y, lam, method="generic")
+    H = hessian_sum(fm, w, X, y, lam, method=method)
     ref = reference(fm, w, X, y, lam)
     assert H.shape == (fm.d, fm.d)
     torch.testing.assert_close(H, ref, rtol=1e-10, atol=1e-10)

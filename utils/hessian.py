@@ -11,8 +11,10 @@ Hessian of the summed loss is applied to a block of k basis vectors e_c at once,
     H[:, cols] += vmap_c  jvp(grad sum_{i in S_j} CE_i, w; e_c)      (forward-over-reverse)
 
 so one vectorised call yields k columns of the summed Hessian of the whole chunk. Both k
-and |S_j| are chosen so that the working set stays within ``mem_budget_mb``. For the
-logistic model (one Linear layer) a closed form is used:
+and |S_j| are chosen so that the working set stays within ``mem_budget_mb``. Models with a
+``layers()`` chain apply the same block of basis vectors with the layered engine
+(``utils.layered_hvp``) instead of ``vmap``. For the logistic model (one Linear layer) a
+closed form is used:
 
     hess CE_i = (diag(p_i) - p_i p_i^T) (x) x~_i x~_i^T,     x~_i = [x_i, 1]
 
@@ -24,6 +26,10 @@ from tqdm import tqdm
 
 from utils.functional import data_gradient, per_sample_ce
 from utils.hvp import closed_form_available
+from utils.layered_hvp import LayeredHVP, has_layers
+
+
+SAMPLE_CHUNK = 64   # samples per call the column count is first fitted to (one batch)
 
 
 def chunk_sizes(d, n, act, elem_bytes, mem_budget_mb):
@@ -31,25 +37,36 @@ def chunk_sizes(d, n, act, elem_bytes, mem_budget_mb):
 
     Per call the working set is about 4 d k (tangents, gradient columns and the result
     block) plus 8 k b act elements (primal and tangent activations of forward and backward):
-    half of the budget bounds the first term, the rest the second.
+    half of the budget bounds the first term, the rest the second. k is fitted so that a
+    batch of SAMPLE_CHUNK samples fits (many columns on one sample run as tiny, slow
+    products), then b takes what is left.
     """
     budget = mem_budget_mb * 2 ** 20 / elem_bytes
-    k = int(max(1, min(d, budget / 2 / (4 * d))))
+    k = int(max(1, min(d, budget / 2 / (4 * d), budget / 2 / (8 * min(n, SAMPLE_CHUNK) * act))))
     b = int(max(1, min(n, (budget - 4 * d * k) / (8 * k * act))))
     return k, b
 
 
-def _generic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc):
+def _block_hvp(fm, w, X, y, layered):
+    """V -> rows of (hess sum_i CE_i(w)) V for a block V (k, d) of directions."""
+    if layered:
+        return LayeredHVP(fm, w, X, y, normaliser=1.0)
+    g = grad(lambda v: per_sample_ce(fm, v, X, y).sum())
+    return vmap(lambda e: jvp(g, (w,), (e,))[1])
+
+
+def _generic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, layered=False):
     d, n = fm.d, len(y)
     k, b = chunk_sizes(d, n, fm.activation_numel(X[:1]), w.element_size(), mem_budget_mb)
     H = torch.zeros(d, d, dtype=w.dtype, device=w.device)
     eye = torch.eye(d, dtype=w.dtype, device=w.device)
-    calls = [(s, c) for s in range(0, n, b) for c in range(0, d, k)]
-    for s, c in tqdm(calls, desc=desc, disable=not progress, leave=False):
-        Xs, ys = X[s:s + b], y[s:s + b]
-        g = grad(lambda v: per_sample_ce(fm, v, Xs, ys).sum())
-        block = vmap(lambda e: jvp(g, (w,), (e,))[1])(eye[c:c + k])
-        H[c:c + k] += block  # rows = columns by symmetry of H
+    bar = tqdm(total=len(range(0, n, b)) * len(range(0, d, k)), desc=desc, disable=not progress, leave=False)
+    for s in range(0, n, b):
+        hvp = _block_hvp(fm, w, X[s:s + b], y[s:s + b], layered)
+        for c in range(0, d, k):
+            H[c:c + k] += hvp(eye[c:c + k])  # rows = columns by symmetry of H
+            bar.update()
+    bar.close()
     return H
 
 
@@ -81,18 +98,19 @@ def hessian_sum(fm, w, X, y, regularization, mem_budget_mb=1024.0, progress=Fals
                 desc="Hessian", method="auto"):
     """sum_{i} hess l_i(w) over the samples (X, y): a symmetric d x d tensor.
 
-    ``method``: 'generic' (vmap of forward-over-reverse products, any model),
-    'logistic' (closed form, one-Linear-layer models only) or 'auto'.
+    ``method``: 'generic' (vmap of forward-over-reverse products, any model), 'layered'
+    (models with a ``layers()`` chain), 'logistic' (closed form, one-Linear-layer models
+    only) or 'auto' (the first that applies of logistic, layered, generic).
     """
     w = w.detach()
     if method == "auto":
-        method = "logistic" if closed_form_available(fm) else "generic"
+        method = "logistic" if closed_form_available(fm) else "layered" if has_layers(fm) else "generic"
     if len(y) == 0:
         H = torch.zeros(fm.d, fm.d, dtype=w.dtype, device=w.device)
     elif method == "logistic":
         H = _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc)
     else:
-        H = _generic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc)
+        H = _generic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, layered=method == "layered")
     H.diagonal().add_(len(y) * regularization)
     return H
 
