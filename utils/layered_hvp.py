@@ -20,6 +20,11 @@ and a direction v with parameter parts (dW_l, db_l):
 
 ReLU and max-pooling are piecewise linear, so they add no second-order term (almost
 everywhere; at ties and zeros the same sub-gradient as autograd is used).
+
+How each term runs: f(a; dW) and grad_W f(a, dg) are single GEMMs against the layer input
+unfolded once per step (a is fixed); f(da; W) and f^T(dg; W) fold the block into the batch;
+f^T(g; dW) and grad_W f(da, g) fold it into the channels. A convolution on the network input
+followed by max-pooling is evaluated at the pooling arg-max only (``_InputConvPool``).
 """
 import torch
 import torch.nn.functional as F
