@@ -191,10 +191,11 @@ class LayeredHVP:
             self.N = normaliser
             g = (self.P - F.one_hot(y, self.P.shape[1]).to(self.P.dtype)) / normaliser
             self.cotangents = [None] * len(self.plan)
+            # g_l for l >= 1 (the first layer's input carries no tangent, so g_0 is never used)
             for l in range(len(self.plan) - 1, 0, -1):
                 self.cotangents[l] = g
-                g = self._backward(l, g, None)
-            self.cotangents[0] = g
+                if l > 1:
+                    g = self._backward(l, g, None)
 
     def _split(self, V):
         """Parameter parts of the block: {name: (k, *shape) view of V's columns}."""
