@@ -13,7 +13,8 @@ import numpy as np
 
 from utils.experiment import Experiment, run_main
 from utils.lira import check_shadow_count, model_scores, offline_lira, online_lira
-from utils.options import InputError, parse_args
+from utils.errors import InputError
+from utils.options import parse_args
 from utils.plots import roc_figure
 from utils.report import finish, info, table
 from utils.roc import roc_summary

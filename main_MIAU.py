@@ -12,7 +12,8 @@ import numpy as np
 
 from utils.experiment import Experiment, run_main
 from utils.mia import DEFAULT_FOLDS, DEFAULT_REPEATS, audit, features, posteriors
-from utils.options import InputError, parse_args
+from utils.errors import InputError
+from utils.options import parse_args
 from utils.plots import roc_figure
 from utils.report import finish, info, table
 from utils.targets import present_targets, results_base, write_report

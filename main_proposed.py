@@ -27,7 +27,8 @@ from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
 from utils import distributed
 from utils.hf import check_memory_budget, precompute_bank
 from utils.replay import Replay
-from utils.options import InputError, parse_args
+from utils.errors import InputError
+from utils.options import parse_args
 from utils.report import finish, info, table
 
 CHEAP_RETRAIN_MODELS = ("logistic", "mlp")

@@ -24,7 +24,8 @@ from utils.experiment import Experiment, run_main  # noqa: E402
 from utils.functional import per_sample_ce  # noqa: E402
 from utils.hessian import hessian_sum  # noqa: E402
 from utils.hvp import closed_form_available  # noqa: E402
-from utils.options import InputError, build_parser, parse_args  # noqa: E402
+from utils.errors import InputError  # noqa: E402
+from utils.options import build_parser, parse_args  # noqa: E402
 from utils.report import finish, info, table  # noqa: E402
 
 

@@ -32,7 +32,8 @@ from utils.functional import data_loss  # noqa: E402
 from utils.bank import Bank  # noqa: E402
 from utils.hf import injection  # noqa: E402
 from utils.hvp import clip_factors, step_jacobian  # noqa: E402
-from utils.options import fail, parse_args  # noqa: E402
+from utils.errors import fail  # noqa: E402
+from utils.options import parse_args  # noqa: E402
 from utils.report import finish, table  # noqa: E402
 from utils.train import sgd  # noqa: E402
 

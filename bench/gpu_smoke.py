@@ -26,7 +26,8 @@ os.environ.setdefault("HFU_OFFLINE", "1")
 
 from utils.experiment import Experiment  # noqa: E402
 from utils.hf import recursion  # noqa: E402
-from utils.options import InputError, fail, parse_args  # noqa: E402
+from utils.errors import InputError, fail  # noqa: E402
+from utils.options import parse_args  # noqa: E402
 from utils.report import finish, table  # noqa: E402
 
 SETTINGS = {

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from utils.catalog import DATASETS, MODELS, model_fits
-from utils.options import InputError
+from utils.errors import InputError
 
 
 class Logistic(nn.Module):

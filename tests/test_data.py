@@ -8,7 +8,7 @@ import torch
 
 from utils.catalog import DATASETS
 from utils.data import load_data, load_splits, seeded_subset
-from utils.options import InputError
+from utils.errors import InputError
 from utils.synthetic import write_celeba, write_cifar, write_jpg, write_lfw
 
 

@@ -5,7 +5,7 @@ import torch
 from models import build_model
 from utils.functional import FlatModel, data_loss
 from utils.hvp import resolve_engine, step_jacobian
-from utils.options import InputError
+from utils.errors import InputError
 
 CASES = [("logistic", "mnist", (1, 28, 28)), ("mlp", "wine", (13,)), ("cnn", "mnist", (1, 28, 28)),
          ("cnn", "cifar", (3, 32, 32)), ("lenet", "mnist", (1, 28, 28))]

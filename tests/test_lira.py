@@ -12,7 +12,8 @@ from conftest import WINE, run_script
 from utils.data import load_data
 from utils.experiment import Experiment
 from utils.lira import gaussian_fits, keep_masks, logit_score, model_scores, offline_lira, online_lira
-from utils.options import InputError, parse_args
+from utils.errors import InputError
+from utils.options import parse_args
 from utils.roc import roc_summary
 from utils.shadows import build_pool
 

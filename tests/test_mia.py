@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 import main_MIAU
 from conftest import WINE, run_script
 from utils.experiment import Experiment
-from utils.options import InputError, parse_args
+from utils.errors import InputError
+from utils.options import parse_args
 from utils.mia import FEATURES, audit, features, posteriors
 from utils.roc import roc_summary, tpr_at_fpr
 

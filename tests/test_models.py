@@ -4,7 +4,7 @@ import torch
 
 from models import build_model
 from utils.functional import FlatModel
-from utils.options import InputError
+from utils.errors import InputError
 
 
 @pytest.mark.parametrize("name, dataset, count", [

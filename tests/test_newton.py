@@ -10,7 +10,8 @@ from utils.experiment import Experiment
 from utils.functional import FlatModel, per_sample_ce
 from utils.hessian import gradient_sum, hessian_sum
 from utils.newton import factorize, ij_factor, ij_step, newton_step, solve, unlearn_ij, unlearn_ns
-from utils.options import InputError, parse_args
+from utils.errors import InputError
+from utils.options import parse_args
 
 
 def optimum(fm, X, y, lam):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import WINE, run_script
-from utils.options import InputError, parse_args, validate, build_parser
+from utils.errors import InputError
+from utils.options import parse_args, validate, build_parser
 
 
 def flags_with(**over):

@@ -17,7 +17,8 @@ from utils.experiment import Experiment
 from utils.functional import FlatModel
 from utils.hf import precompute_bank
 from utils.hvp import MB, step_jacobian
-from utils.options import InputError, parse_args
+from utils.errors import InputError
+from utils.options import parse_args
 from utils.replay import Replay
 
 # One thread per process: two ranks on a 2-core machine, and no oversubscription when loaded.

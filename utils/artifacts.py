@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from utils.options import InputError
+from utils.errors import InputError
 
 
 def config_key(config):

@@ -19,7 +19,7 @@ import time
 import torch
 
 from utils import artifacts
-from utils.options import InputError
+from utils.errors import InputError
 
 REMEDY = "delete the bank directory and rerun main_proposed.py"
 

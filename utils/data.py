@@ -7,6 +7,7 @@ No random augmentation anywhere: a sample maps to the same tensor on every acces
 """
 import contextlib
 import gzip
+import hashlib
 import os
 import sys
 import pickle
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from utils.catalog import DATASETS
-from utils.options import InputError
+from utils.errors import InputError
 
 FMNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 TABULAR_TRAIN_FRACTION = 0.8   # fixed split of the scikit-learn tables into train/test pools
@@ -49,6 +50,19 @@ class Data:
     source: str
     train_split: Split = field(repr=False)
     test_split: Split = field(repr=False)
+
+    @property
+    def fingerprint(self):
+        """SHA-256 (hex, first 16 digits) of the tensors actually loaded: the train and test
+        inputs and labels. Two copies of a dataset that differ in any sample differ here."""
+        if not hasattr(self, "_fingerprint"):
+            h = hashlib.sha256()
+            for t in (self.X_train, self.y_train, self.X_test, self.y_test):
+                t = t.detach().cpu().contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
 
 def tensor_split(X, y):

@@ -21,7 +21,7 @@ import torch
 
 from utils import artifacts
 from utils.experiment import METHOD_FLAGS
-from utils.options import InputError
+from utils.errors import InputError
 from utils.report import table
 
 METRICS = ["distance", "test_acc", "test_loss", "forget_acc", "remain_acc", "precompute_s",

@@ -24,7 +24,8 @@ from utils import artifacts
 from utils.data import load_data
 from utils.forget import forget_set
 from utils.functional import FlatModel, evaluate
-from utils.options import InputError, fail, parse_args
+from utils.errors import InputError, fail
+from utils.options import parse_args
 from utils.report import finish, info, table
 from utils.train import make_schedule, pack_schedule, sgd, unpack_schedule
 

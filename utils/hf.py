@@ -27,7 +27,8 @@ from utils.bank import ShardedBank, complete, write_index, write_shard
 from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
 from utils.hvp import resolve_engine, step_jacobian
-from utils.options import InputError, parse_forget_indices
+from utils.errors import InputError
+from utils.options import parse_forget_indices
 from utils.train import batch_gradient, sgd
 
 BANK_FLAGS = ["retrain_norm", "bank_dtype"]

@@ -32,7 +32,7 @@ from torch.func import grad, jvp, vjp, vmap
 from models import Logistic
 from utils.functional import data_loss
 from utils.layered_hvp import LayeredHVP, has_layers
-from utils.options import InputError
+from utils.errors import InputError
 
 MB = 2 ** 20
 # Working-set estimate of one vectorised HVP direction, in multiples of the activations

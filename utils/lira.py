@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from utils.options import InputError
+from utils.errors import InputError
 
 STD_FLOOR = 1e-6
 

@@ -21,7 +21,7 @@ import torch
 
 from utils import artifacts
 from utils.hessian import gradient_sum, hessian_sum
-from utils.options import InputError
+from utils.errors import InputError
 from utils.report import info
 
 

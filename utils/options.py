@@ -4,19 +4,9 @@ Original flag names and defaults are kept (SPEC section 2). ``parse_args`` valid
 every value before any work starts and stops with one line naming the offending flag.
 """
 import argparse
-import sys
 
 from utils.catalog import DATASETS, MODELS, model_fits
-
-
-class InputError(Exception):
-    """Bad user input or a missing prerequisite: reported as one line, exit code 2."""
-
-
-def fail(message):
-    """Print ``error: message`` on one line to stderr and exit with status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+from utils.errors import InputError, fail
 
 
 def build_parser():

@@ -25,7 +25,7 @@ from models import build_model
 from utils import artifacts
 from utils.functional import FlatModel
 from utils.lira import keep_masks, model_scores, shadow_seed
-from utils.options import InputError
+from utils.errors import InputError
 from utils.train import make_schedule, sgd
 
 POOL_SEED_OFFSET = 31337

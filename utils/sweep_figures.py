@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from utils.evaluation import aggregate  # noqa: E402
-from utils.options import InputError  # noqa: E402
+from utils.errors import InputError  # noqa: E402
 
 LABELS = {"num_forget": "number of deletions m", "lr": "step size lr", "epochs": "epochs"}
 
