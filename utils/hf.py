@@ -26,7 +26,7 @@ import torch
 from utils.bank import ShardedBank, complete, write_index, write_shard
 from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
-from utils.hvp import resolve_engine, step_jacobian
+from utils.hvp import choose_engine, step_jacobian
 from utils.errors import InputError
 from utils.options import parse_forget_indices
 from utils.train import batch_gradient, sgd
@@ -51,7 +51,7 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
     Returns (w_T, A, rho_t): A[r] = a_{rows[r]} in parameter order, rho_t the per-step
     power-iteration estimates of ||I - eta_t J_t||.
     """
-    engine = resolve_engine(fm, engine)
+    engine = choose_engine(fm, engine)
     n = len(y)
     row_of = torch.full((n,), -1, dtype=torch.long, device=X.device)
     row_of[rows.to(X.device)] = torch.arange(len(rows), device=X.device)
@@ -151,7 +151,7 @@ def precompute_bank(exp, w_T, ctx=Context()):
     if ctx.is_main:
         manifest = {"train_config": exp.train_config(), "bank_config": exp.method_config(BANK_FLAGS),
                     "candidate_ids": cand_key, **coverage(rows, cand_key, a.bank_dtype),
-                    "d": exp.fm.d, "steps": len(exp.schedule), "engine": resolve_engine(exp.fm),
+                    "d": exp.fm.d, "steps": len(exp.schedule), "engine": choose_engine(exp.fm),
                     "precompute_s": seconds, "world_size": ctx.world, "rho": float(rho_t.max()),
                     "replay_gap": gap}
         write_index(directory, rows, rho_t, manifest, bounds, DTYPES[a.bank_dtype])
