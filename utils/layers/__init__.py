@@ -1,19 +1,19 @@
-"""Per-layer rules of the layered Hessian engine (``utils.layered_hvp``), one class per layer type.
+"""Per-layer rules of the layered Hessian engine (``utils.layered_hvp``), one class per type.
 
 A rule evaluates one layer z = f(a; W, b) of a chain in the four passes of an exact
 Hessian-vector product (block dimension k first in every tangent; W, b, dW, db are None for a
 parameter-free layer, and dW, db hold k directions):
 
-    forward(a, W, b)             -> (z, saved)     primal output and what the other passes need
-    backward(saved, g, W)        -> g_in           primal cotangent of the input, f^T(g; W)
-    tangent(saved, da, W, dW, db)-> dz             dz = f(da; W) + f(a; dW) + db  (da None: the
-                                                   input carries no tangent)
-    reverse(saved, dg, g, W, dW) -> dg_in          tangent of the cotangent, f^T(dg; W) + f^T(g; dW)
+    forward(a, W, b)              -> (z, saved)  primal output and what the other passes need
+    backward(saved, g, W)         -> g_in        primal cotangent of the input, f^T(g; W)
+    tangent(saved, da, W, dW, db) -> dz          f(da; W) + f(a; dW) + db  (da None: the input
+                                                 carries no tangent)
+    reverse(saved, dg, g, W, dW)  -> dg_in       tangent of the cotangent, f^T(dg; W) + f^T(g; dW)
 
-and a rule with parameters also
+and a rule with parameters (``parametrised``) also
 
-    hvp(saved, dg, da, g, hv_W, hv_b)              writes (H v)_W = grad_W f(a, dg) + grad_W f(da, g)
-                                                   and (H v)_b = sum of dg into hv_W, hv_b
+    hvp(saved, dg, da, g, hv_W, hv_b)            writes (H v)_W = grad_W f(a, dg) + grad_W f(da, g)
+                                                 and (H v)_b = sum of dg into hv_W, hv_b
 
 ReLU and max-pooling are piecewise linear: their rules apply the primal pass's mask or arg-max
 to every tangent (no second-order term). Adding a layer type is one new rule class and one
