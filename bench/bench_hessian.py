@@ -60,10 +60,10 @@ def main():
     s, c = args.naive_samples, min(args.naive_columns or d, d)
     info(f"{args.dataset}/{args.model}: n={n}, d={d}; naive reference on {s} samples x {c} rows; device={exp.device}")
     progress = not args.quiet
-    methods = ["logistic", "generic"] if closed_form_available(exp.fm) else ["generic"]
+    methods = ["closed", "jvp"] if closed_form_available(exp.fm) else ["jvp"]
     rows = []
     for method in methods:  # warm-up (one-time tracing and allocation) before timing
-        hessian_sum(exp.fm, w_T, exp.X[:1], exp.y[:1], lam, args.mem_budget_mb, method=method)
+        hessian_sum(exp.fm, w_T, exp.X[:1], exp.y[:1], lam, args.mem_budget_mb, engine=method)
     naive_rows(exp.fm, w_T, exp.X[:1], exp.y[:1], lam, [0], False)
     for method in methods:
         _, seconds = timed(lambda: hessian_sum(exp.fm, w_T, exp.X, exp.y, lam, args.mem_budget_mb,

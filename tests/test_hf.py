@@ -9,6 +9,7 @@ from utils.functional import FlatModel, data_loss
 from utils.bank import Bank
 from utils.hf import injection, recursion
 from utils.options import parse_args
+from utils.reference import dense_recursion
 from utils.train import clip_by_norm, make_schedule, step_size
 
 
@@ -61,24 +62,7 @@ def test_recursion_equals_dense_matrices():
     for norm in ("batch", "mean"):
         for clip in (100.0, 0.4):
             rows = torch.tensor([1, 4, 8])
-            ref = torch.zeros(len(rows), fm.d, dtype=torch.float64)
-            w = w0.clone()
-            I = torch.eye(fm.d, dtype=torch.float64)
-            for t, b in enumerate(schedule):
-                eta = step_size(lr, decay, t)
-                L = lambda v: data_loss(fm, v, X[b], y[b], len(b))
-                g = torch.autograd.functional.jacobian(L, w) + lam * w
-                H = torch.autograd.functional.hessian(L, w) + lam * I
-                C = I if g.norm() <= clip else \
-                    (clip / g.norm()) * (I - torch.outer(g, g) / g.norm() ** 2)
-                G = torch.stack([torch.autograd.functional.jacobian(
-                    lambda v: data_loss(fm, v, X[i:i + 1], y[i:i + 1], 1), w) for i in b])
-                inj = injection(G, norm)
-                ref = ref @ (I - eta * C @ H).T
-                for r, u in enumerate(rows.tolist()):
-                    if u in b.tolist():
-                        ref[r] += eta * C @ inj[b.tolist().index(u)]
-                w = w - eta * clip_by_norm(g, clip)
+            w, ref = dense_recursion(fm, w0, X, y, schedule, lr, decay, clip, lam, rows, norm)
             for engine in ("closed", "layers", "vjp"):
                 w_T, A, _ = recursion(fm, w0, X, y, schedule, lr, decay, clip, lam, rows, norm, engine,
                                       rho_iters=0)

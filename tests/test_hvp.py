@@ -4,7 +4,7 @@ import torch
 
 from models import build_model
 from utils.functional import FlatModel, data_loss
-from utils.hvp import resolve_engine, step_jacobian
+from utils.hvp import choose_engine, step_jacobian
 from utils.errors import InputError
 
 CASES = [("logistic", "mnist", (1, 28, 28)), ("mlp", "wine", (13,)), ("cnn", "mnist", (1, 28, 28)),
@@ -103,11 +103,11 @@ def test_layered_engine_handles_pooling_ties_like_autograd():
 def test_auto_engine_choice():
     for name, dataset, shape in CASES:
         fm = setup(name, dataset, shape, seed=0)[0]
-        assert resolve_engine(fm) == ("closed" if name == "logistic" else "layers")
+        assert choose_engine(fm) == ("closed" if name == "logistic" else "layers")
     fm = FlatModel(build_model("resnet18", "cifar", pretrained="none"))
-    assert resolve_engine(fm) == "vjp"
+    assert choose_engine(fm) == "vjp"
     with pytest.raises(InputError, match="layers"):
-        resolve_engine(fm, "layers")
+        choose_engine(fm, "layers")
 
 
 def test_per_sample_grads_match_autograd():

@@ -11,22 +11,22 @@ Hessian of the summed loss is applied to a block of k basis vectors e_c at once,
     H[:, cols] += vmap_c  jvp(grad sum_{i in S_j} CE_i, w; e_c)      (forward-over-reverse)
 
 so one vectorised call yields k columns of the summed Hessian of the whole chunk. Both k
-and |S_j| are chosen so that the working set stays within ``mem_budget_mb``. Models with a
-``layers()`` chain apply the same block of basis vectors with the layered engine
-(``utils.layered_hvp``) instead of ``vmap``. For the logistic model (one Linear layer) a
-closed form is used:
+and |S_j| are chosen so that the working set stays within ``mem_budget_mb``. The engine is
+named and chosen as for the step Jacobian (``utils.hvp.choose_engine``): 'jvp' (as above),
+'vjp' (reverse-over-reverse) or 'layers' (the layered engine, ``utils.layered_hvp``) apply
+the block of basis vectors through ``utils.hvp.block_hvp``; 'closed', for the logistic model
+(one Linear layer), is the closed form
 
     hess CE_i = (diag(p_i) - p_i p_i^T) (x) x~_i x~_i^T,     x~_i = [x_i, 1]
 
-re-ordered from the (class, feature) layout to the parameter layout [W (C x in), b (C)].
+in the augmented (class, feature) layout, re-ordered to the parameter layout [W (C x in), b (C)]
+by ``utils.hvp.logistic_layout``.
 """
 import torch
-from torch.func import grad, jvp, vmap
 from tqdm import tqdm
 
-from utils.functional import data_gradient, per_sample_ce
-from utils.hvp import closed_form_available
-from utils.layered_hvp import LayeredHVP, has_layers
+from utils.functional import data_gradient
+from utils.hvp import block_hvp, choose_engine, logistic_layout
 
 
 SAMPLE_CHUNK = 64   # samples per call the column count is first fitted to (one batch)
@@ -47,22 +47,14 @@ def chunk_sizes(d, n, act, elem_bytes, mem_budget_mb):
     return k, b
 
 
-def _block_hvp(fm, w, X, y, layered):
-    """V -> rows of (hess sum_i CE_i(w)) V for a block V (k, d) of directions."""
-    if layered:
-        return LayeredHVP(fm, w, X, y, normaliser=1.0)
-    g = grad(lambda v: per_sample_ce(fm, v, X, y).sum())
-    return vmap(lambda e: jvp(g, (w,), (e,))[1])
-
-
-def _generic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, layered=False):
+def _block_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, engine):
     d, n = fm.d, len(y)
     k, b = chunk_sizes(d, n, fm.activation_numel(X[:1]), w.element_size(), mem_budget_mb)
     H = torch.zeros(d, d, dtype=w.dtype, device=w.device)
     eye = torch.eye(d, dtype=w.dtype, device=w.device)
     bar = tqdm(total=len(range(0, n, b)) * len(range(0, d, k)), desc=desc, disable=not progress, leave=False)
     for s in range(0, n, b):
-        hvp = _block_hvp(fm, w, X[s:s + b], y[s:s + b], layered)
+        hvp = block_hvp(fm, w, X[s:s + b], y[s:s + b], 1.0, engine)
         for c in range(0, d, k):
             H[c:c + k] += hvp(eye[c:c + k])  # rows = columns by symmetry of H
             bar.update()
@@ -87,30 +79,25 @@ def _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc):
         Haug -= (Q.T @ Q).view(C, p_in + 1, C, p_in + 1)
         for c in range(C):  # block diagonal term diag(p_i) (x) x~_i x~_i^T
             Haug[c, :, c, :] += Xs.T @ (P[:, c:c + 1] * Xs)
-    # (class, feature) layout -> parameter layout [W row-major, b]
-    order = torch.cat([torch.arange(C * (p_in + 1), device=w.device).view(C, p_in + 1)[:, :p_in].reshape(-1),
-                       torch.arange(C, device=w.device) * (p_in + 1) + p_in])
-    Haug = Haug.view(D, D)
-    return Haug[order][:, order]
+    _, to_params = logistic_layout(C, p_in, w.device)
+    return Haug.view(D, D)[to_params][:, to_params]
 
 
 def hessian_sum(fm, w, X, y, regularization, mem_budget_mb=1024.0, progress=False,
-                desc="Hessian", method="auto"):
+                desc="Hessian", engine="auto"):
     """sum_{i} hess l_i(w) over the samples (X, y): a symmetric d x d tensor.
 
-    ``method``: 'generic' (vmap of forward-over-reverse products, any model), 'layered'
-    (models with a ``layers()`` chain), 'logistic' (closed form, one-Linear-layer models
-    only) or 'auto' (the first that applies of logistic, layered, generic).
+    ``engine``: one of ``utils.hvp.ENGINES``, 'auto' choosing as ``utils.hvp.choose_engine``
+    ('closed' for the logistic model, 'layers' for a ``layers()`` chain, else 'vjp').
     """
     w = w.detach()
-    if method == "auto":
-        method = "logistic" if closed_form_available(fm) else "layered" if has_layers(fm) else "generic"
+    engine = choose_engine(fm, engine)
     if len(y) == 0:
         H = torch.zeros(fm.d, fm.d, dtype=w.dtype, device=w.device)
-    elif method == "logistic":
+    elif engine == "closed":
         H = _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc)
     else:
-        H = _generic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, layered=method == "layered")
+        H = _block_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, engine)
     H.diagonal().add_(len(y) * regularization)
     return H
 

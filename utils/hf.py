@@ -1,4 +1,4 @@
-"""Hessian-free approximators (SPEC section 8): the recursion, the bank, and unlearning.
+"""Hessian-free approximators (Qiao et al., ICLR 2025): the recursion, the bank, and unlearning.
 
 Every candidate sample u owns a_u in R^d, a_u = 0 at t = 0, and at every step t
 
@@ -26,7 +26,7 @@ import torch
 from utils.bank import ShardedBank, complete, write_index, write_shard
 from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
-from utils.hvp import resolve_engine, step_jacobian
+from utils.hvp import choose_engine, step_jacobian
 from utils.errors import InputError
 from utils.options import parse_forget_indices
 from utils.train import batch_gradient, sgd
@@ -48,10 +48,22 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
               engine="auto", mem_budget_mb=1024.0, rho_iters=2, progress=False):
     """Replay training and run the approximator recursion for the samples ``rows``.
 
+    The update of the paper, at every step t of training and for every sample u (a_u = 0 at
+    t = 0, the gradient injected after the contraction):
+
+        a_u <- (I - eta_t J_t) a_u + eta_t C_t (1/|B_t|) grad CE_u(w_t)     if u in B_t
+        a_u <- (I - eta_t J_t) a_u                                          otherwise
+
+    with w_{t+1} = w_t - eta_t clip_c(g_t(w_t)), J_t = C_t (H_{B_t}(w_t) + lambda I) and C_t
+    the Jacobian of the clipping (``utils.hvp``); norm='mean' injects the gradient of the
+    mean-normalised retrain instead (``injection``). Then w_T + sum_{u in U} a_u approximates
+    the model retrained without U. ``utils.reference.dense_recursion`` is the same recursion
+    with explicit d x d matrices (slow; the tests compare the two).
+
     Returns (w_T, A, rho_t): A[r] = a_{rows[r]} in parameter order, rho_t the per-step
     power-iteration estimates of ||I - eta_t J_t||.
     """
-    engine = resolve_engine(fm, engine)
+    engine = choose_engine(fm, engine)
     n = len(y)
     row_of = torch.full((n,), -1, dtype=torch.long, device=X.device)
     row_of[rows.to(X.device)] = torch.arange(len(rows), device=X.device)
@@ -151,7 +163,7 @@ def precompute_bank(exp, w_T, ctx=Context()):
     if ctx.is_main:
         manifest = {"train_config": exp.train_config(), "bank_config": exp.method_config(BANK_FLAGS),
                     "candidate_ids": cand_key, **coverage(rows, cand_key, a.bank_dtype),
-                    "d": exp.fm.d, "steps": len(exp.schedule), "engine": resolve_engine(exp.fm),
+                    "d": exp.fm.d, "steps": len(exp.schedule), "engine": choose_engine(exp.fm),
                     "precompute_s": seconds, "world_size": ctx.world, "rho": float(rho_t.max()),
                     "replay_gap": gap}
         write_index(directory, rows, rho_t, manifest, bounds, DTYPES[a.bank_dtype])

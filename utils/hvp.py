@@ -7,19 +7,25 @@ g_t(w) = (1/|B_t|) sum_{i in B_t} grad CE_i(w) + lambda w, the Jacobian of w -> 
     C_t = I                                         when ||g_t|| <= c
     C_t = (c/||g_t||) (I - g_hat g_hat^T)           otherwise, g_hat = g_t/||g_t||
 
-Two engines share one interface (rows of a block are vectors of R^d):
+The engines share one interface (rows of a block are vectors of R^d) and one vocabulary,
+``ENGINES``, chosen per model by ``choose_engine`` (``utils.hessian`` uses the same names):
 
-* ``GenericJacobian``: any model, through torch.func — ``vmap`` over a Hessian-vector
-  product (forward-over-reverse ``jvp`` of ``grad``, or reverse-over-reverse ``vjp``),
-  on row chunks sized so that an estimate of the working set stays under a memory budget.
-* ``LogisticJacobian``: the exact closed form for softmax cross-entropy on one Linear
-  layer. With x~_i = [x_i, 1], p_i the softmax output and the parameters held in the
-  "augmented" layout Theta = [W | b] (C x (D+1)), a direction V gives logit directions
-  dz_i = V x~_i, and  H_B V = (1/|B|) sum_i (diag(p_i) - p_i p_i^T) dz_i x~_i^T:
+* ``closed`` (``LogisticJacobian``): the exact closed form for softmax cross-entropy on one
+  Linear layer. With x~_i = [x_i, 1], p_i the softmax output and the parameters held in the
+  "augmented" layout Theta = [W | b] (C x (D+1), ``logistic_layout``), a direction V gives
+  logit directions dz_i = V x~_i, and  H_B V = (1/|B|) sum_i (diag(p_i) - p_i p_i^T) dz_i x~_i^T:
   two matrix products over the batch for a whole block of directions.
+* ``layers`` (``LayeredJacobian``): the hand-written R-operator of ``utils.layered_hvp`` for
+  models with a ``layers()`` chain, the block folded into large convolutions and GEMMs.
+* ``jvp`` / ``vjp`` (``GenericJacobian``): any model, through torch.func — ``vmap`` over a
+  Hessian-vector product (forward-over-reverse ``jvp`` of ``grad``, or reverse-over-reverse
+  ``vjp``).
+
+The last three run on row chunks sized so that an estimate of the working set stays under a
+memory budget.
 
 Each engine keeps vectors in an internal column order (a fixed permutation of the
-parameter order; the identity for the generic engine) so that the closed form works on
+parameter order; the identity for the other engines) so that the closed form works on
 contiguous matrices; ``to_internal``/``from_internal`` convert. The fused in-place update
 ``contract_(A, eta)`` performs A <- A (I - eta J_t)^T row-wise, i.e. a <- (I - eta J_t) a
 for every row a of A.
@@ -94,47 +100,53 @@ class _Jacobian:
         return self.from_internal(self.jac(self.to_internal(V)))
 
 
-class GenericJacobian(_Jacobian):
-    """J_t for any FlatModel via torch.func, vmapped over row chunks of a block.
+class TorchFuncHVP:
+    """V -> H V for a block V (k, d), H the Hessian of (1/N) sum_i CE_i at w, through
+    torch.func vmapped over the rows: mode 'jvp' is forward-over-reverse (H v = d/de grad
+    L(w + e v)), mode 'vjp' reverse-over-reverse (H v = v^T d(grad L)/dw, linearised once, on
+    first use)."""
 
-    mode='jvp': H v = d/de grad L(w + e v) (forward-over-reverse, vmapped over v);
-    mode='vjp': H v = v^T d(grad L)/dw (reverse-over-reverse, one linearisation, vmapped);
-    mode='layers': the hand-written R-operator of ``utils.layered_hvp`` for models with a
-    ``layers()`` chain, the block folded into large convolutions and matrix products.
-    """
-
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, mode="vjp", normaliser=None):
-        self.w = w
-        self.mode = mode
-        N = len(y) if normaliser is None else normaliser
-        self.grad_fn = grad(lambda v: data_loss(fm, v, X, y, N))
-        self.per_sample_grad_fn = vmap(grad(lambda v, x, t: data_loss(fm, v, x[None], t[None], 1)),
-                                       in_dims=(None, 0, 0))
-        self.X, self.y = X, y
-        per_vector = w.element_size() * (HVP_ACTIVATION_FACTOR * fm.activation_numel(X) + 4 * fm.d)
-        self.chunk = int(mem_budget_mb * MB // per_vector)
-        if self.chunk < 1:
-            raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
-                             f"{per_vector / MB:.1f} MB; raise the budget")
-        if mode == "layers" and w.device.type == "cpu":
-            per_vector_activations = w.element_size() * fm.activation_numel(X)
-            self.chunk = min(self.chunk, max(1, LAYERED_CACHE_BYTES // per_vector_activations))
+    def __init__(self, fm, w, X, y, normaliser, mode):
+        self.w, self.mode = w, mode
+        self.grad_fn = grad(lambda v: data_loss(fm, v, X, y, normaliser))
         self._vjp_fn = None
-        self._layered = LayeredHVP(fm, w, X, y, N) if mode == "layers" else None
-        super().__init__(g, clip, lam)
 
-    def _hvp_block(self, V):
-        if self._layered is not None:
-            return self._layered(V)
+    def __call__(self, V):
         if self.mode == "jvp":
             return vmap(lambda v: jvp(self.grad_fn, (self.w,), (v,))[1])(V)
         if self._vjp_fn is None:
             self._vjp_fn = vjp(self.grad_fn, self.w)[1]
         return vmap(lambda v: self._vjp_fn(v)[0])(V)
 
+
+def block_hvp(fm, w, X, y, normaliser, engine):
+    """V -> H V for a block V (k, d) of directions, H the Hessian of (1/normaliser) sum_i CE_i
+    at w, by the engine 'layers', 'jvp' or 'vjp' (rows of the result: the products)."""
+    if engine == "layers":
+        return LayeredHVP(fm, w, X, y, normaliser)
+    return TorchFuncHVP(fm, w, X, y, normaliser, engine)
+
+
+class _BlockJacobian(_Jacobian):
+    """J_t from a block Hessian-vector product (``block_hvp``), on row chunks of a block
+    sized so that HVP_ACTIVATION_FACTOR activations per vector fit the memory budget."""
+
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser):
+        N = len(y) if normaliser is None else normaliser
+        self.w, self.X, self.y = w, X, y
+        self.per_sample_grad_fn = vmap(grad(lambda v, x, t: data_loss(fm, v, x[None], t[None], 1)),
+                                       in_dims=(None, 0, 0))
+        per_vector = w.element_size() * (HVP_ACTIVATION_FACTOR * fm.activation_numel(X) + 4 * fm.d)
+        self.chunk = int(mem_budget_mb * MB // per_vector)
+        if self.chunk < 1:
+            raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
+                             f"{per_vector / MB:.1f} MB; raise the budget")
+        self.hvp_block = block_hvp(fm, w, X, y, N, engine)
+        super().__init__(g, clip, lam)
+
     def hvp_reg(self, V):
         """(H_B + lambda I) V, chunked over rows to the memory budget."""
-        out = [self._hvp_block(c) + self.lam * c for c in V.split(self.chunk)]
+        out = [self.hvp_block(c) + self.lam * c for c in V.split(self.chunk)]
         return torch.cat(out) if len(out) > 1 else out[0]
 
     def contract_(self, A, eta):
@@ -145,6 +157,24 @@ class GenericJacobian(_Jacobian):
     def per_sample_grads(self):
         """Rows grad CE_i(w_t), i in B_t (internal layout)."""
         return self.per_sample_grad_fn(self.w, self.X, self.y)
+
+
+class GenericJacobian(_BlockJacobian):
+    """J_t for any FlatModel via torch.func (``TorchFuncHVP``, mode 'jvp' or 'vjp')."""
+
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, mode="vjp", normaliser=None):
+        super().__init__(fm, w, X, y, lam, g, clip, mem_budget_mb, mode, normaliser)
+
+
+class LayeredJacobian(_BlockJacobian):
+    """J_t for models with a ``layers()`` chain, by ``utils.layered_hvp``. On a CPU its chunks
+    are also capped at LAYERED_CACHE_BYTES of forward activations."""
+
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, normaliser=None):
+        super().__init__(fm, w, X, y, lam, g, clip, mem_budget_mb, "layers", normaliser)
+        if w.device.type == "cpu":
+            per_vector_activations = w.element_size() * fm.activation_numel(X)
+            self.chunk = min(self.chunk, max(1, LAYERED_CACHE_BYTES // per_vector_activations))
 
 
 class LogisticJacobian(_Jacobian):
@@ -160,7 +190,7 @@ class LogisticJacobian(_Jacobian):
         self.N = len(y) if normaliser is None else normaliser
         Xf = X.reshape(len(X), -1)
         self.Xt = torch.cat([Xf, torch.ones(len(X), 1, dtype=Xf.dtype, device=Xf.device)], 1)
-        self.perm, self.inv_perm = _aug_permutation(C, D, w.device)
+        self.perm, self.inv_perm = logistic_layout(C, D, w.device)
         self.theta = w[self.perm].view(C, self.D1)
         self.P = torch.softmax(self.Xt @ self.theta.T, dim=1)          # (b, C)
         self.PT = self.P.T.contiguous()                                 # (C, b)
@@ -218,20 +248,22 @@ class LogisticJacobian(_Jacobian):
         return (E[:, :, None] * self.Xt[:, None, :]).reshape(len(self.y), -1)
 
 
-_PERM_CACHE = {}
+_LAYOUT_CACHE = {}
 
 
-def _aug_permutation(C, D, device):
-    """perm with aug = flat[perm] (Theta = [W | b] row-major), and its inverse."""
+def logistic_layout(C, D, device):
+    """(perm, inv_perm) between the parameter order of Linear(D, C), [W row-major, b], and
+    the augmented layout Theta = [W | b] (C x (D+1)) row-major: aug = flat[perm] and
+    flat = aug[inv_perm]."""
     key = (C, D, str(device))
-    if key not in _PERM_CACHE:
+    if key not in _LAYOUT_CACHE:
         idx = torch.arange(C * D + C).view(-1)
         aug = torch.empty(C, D + 1, dtype=torch.long)
         aug[:, :D] = idx[:C * D].view(C, D)
         aug[:, D] = idx[C * D:]
         perm = aug.reshape(-1)
-        _PERM_CACHE[key] = (perm.to(device), torch.argsort(perm).to(device))
-    return _PERM_CACHE[key]
+        _LAYOUT_CACHE[key] = (perm.to(device), torch.argsort(perm).to(device))
+    return _LAYOUT_CACHE[key]
 
 
 ENGINES = ["auto", "closed", "layers", "jvp", "vjp"]
@@ -241,10 +273,13 @@ def closed_form_available(fm):
     return isinstance(fm.module, Logistic)
 
 
-def resolve_engine(fm, engine="auto"):
-    """'auto' -> 'closed' for the logistic model, 'layers' for the other models with a
-    ``layers()`` chain, else 'vjp' (measured faster than 'jvp' on the MNIST cnn:
-    bench/bench_precompute.py)."""
+def choose_engine(fm, engine="auto"):
+    """The engine (one of ENGINES but 'auto') for the model: 'auto' -> 'closed' for the
+    logistic model, 'layers' for the other models with a ``layers()`` chain, else 'vjp'
+    (measured faster than 'jvp' on the MNIST cnn: bench/bench_precompute.py). InputError when
+    the engine asked for does not apply to the model."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
     if engine == "auto":
         return "closed" if closed_form_available(fm) else "layers" if has_layers(fm) else "vjp"
     if engine == "closed" and not closed_form_available(fm):
@@ -256,7 +291,9 @@ def resolve_engine(fm, engine="auto"):
 
 def step_jacobian(fm, w, X, y, lam, g, clip, engine="auto", mem_budget_mb=1024.0, normaliser=None):
     """The J_t operator of one step (engine: one of ENGINES)."""
-    engine = resolve_engine(fm, engine)
+    engine = choose_engine(fm, engine)
     if engine == "closed":
         return LogisticJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser)
+    if engine == "layers":
+        return LayeredJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser)
     return GenericJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser)
