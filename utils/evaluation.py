@@ -77,12 +77,18 @@ def text_table(rows):
     return table(shown, ["method"] + METRICS)
 
 
+def result_base(exp):
+    """results_dir/eva-<dataset>-<model>-n-m-s-<key of the setting, seed and every input>."""
+    a = exp.args
+    key = artifacts.config_key({"setting": setting_of(exp), "seed": a.seed, "inputs": exp.result_identity()})
+    return os.path.join(a.results_dir, f"{PREFIX}{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}")
+
+
 def write_result(exp, rows):
     """Write the text and JSON files of one configuration; returns their paths."""
     a = exp.args
     setting = setting_of(exp)
-    key = artifacts.config_key({"setting": setting, "seed": a.seed, "inputs": exp.result_identity()})
-    base = os.path.join(a.results_dir, f"{PREFIX}{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}")
+    base = result_base(exp)
     record = {"setting": setting, "setting_key": artifacts.config_key(setting), "seed": a.seed,
               "data_source": exp.data.source, "methods": rows}
     artifacts.write_json(base + ".json", record)
