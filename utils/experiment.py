@@ -40,8 +40,6 @@ METHOD_SCRIPTS = {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
                   "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
                   "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py"}
 
-TRAIN_FLAGS = keys.FAMILIES["train"]
-
 
 def select_device(gpu):
     """CUDA device ``gpu`` when >= 0 and CUDA exists; CPU (with a notice) otherwise."""
