@@ -7,6 +7,7 @@ NegGrad ascends the loss of the forgotten samples from w_T, without clipping:
     w <- w + s * (1/|b|) sum_{u in b} grad CE_u(w),   b a mini-batch of U, s = scale * lr.
 """
 
+from utils.finite import require_finite
 from utils.functional import data_gradient
 from utils.train import make_schedule, sgd
 
@@ -20,7 +21,8 @@ def finetune(fm, w_T, X, y, keep, args, steps_done, progress=False):
                                                       args.seed + FINETUNE_SEED_OFFSET, args.reshuffle)]
     lr = args.lr * args.lr_decay ** steps_done
     return sgd(fm, w_T, X, y, schedule, lr, args.lr_decay, args.clip, args.regularization,
-               keep=keep, norm="mean", progress=progress, desc="fine-tune")
+               keep=keep, norm="mean", progress=progress, desc="fine-tune",
+               hint="lower --lr or --clip, or --finetune_epochs")
 
 
 def neggrad(fm, w_T, X, y, U, args):
@@ -28,8 +30,10 @@ def neggrad(fm, w_T, X, y, U, args):
     step = args.neggrad_lr_scale * args.lr
     w = w_T.detach().clone()
     U = U.to(X.device)
-    for batch in make_schedule(len(U), args.neggrad_batch, args.neggrad_epochs,
-                               args.seed + NEGGRAD_SEED_OFFSET):
+    schedule = make_schedule(len(U), args.neggrad_batch, args.neggrad_epochs, args.seed + NEGGRAD_SEED_OFFSET)
+    for t, batch in enumerate(schedule):
         idx = U[batch.to(X.device)]
         w = w + step * data_gradient(fm, w, X[idx], y[idx], len(idx))
+        require_finite(w, f"NegGrad's ascent at step {t + 1} of {len(schedule)}",
+                       "lower --neggrad_lr_scale or --neggrad_epochs")
     return w

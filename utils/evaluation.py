@@ -5,8 +5,10 @@ One configuration: for Original (w_T) and every method saved for the current fla
     distance = ||w_method - w_retrain||_2   over all parameters,
 
 with test / forget / remaining accuracy and loss, precompute and unlearning time and
-storage from the method's own record. Results go to ``<results_dir>/eva-...json/.txt``,
-named by the full configuration; each file carries its ``setting`` (the configuration
+storage from the method's own record. Accuracies and losses are computed now, for the
+current forget set and test set, never read from a stored record. Results go to
+``<results_dir>/eva-...json/.txt``, named by a key of every input of the saved models
+(``Experiment.result_identity``); each file carries its ``setting`` (the configuration
 without the seed) and its ``seed``. The aggregate mode reads every such file and reports
 mean ± std (population std, numpy's default) over the seeds of each (setting, method).
 """
@@ -17,11 +19,11 @@ import math
 import os
 
 import numpy as np
-import torch
 
-from utils import artifacts
+from utils import artifacts, keys
 from utils.experiment import METHOD_FLAGS
 from utils.errors import InputError
+from utils.finite import distance
 from utils.report import table
 
 METRICS = ["distance", "test_acc", "test_loss", "forget_acc", "remain_acc", "precompute_s",
@@ -39,8 +41,10 @@ def _clean(v):
 
 
 def setting_of(exp):
-    """The configuration without the seed: training flags, deletion set size, method flags."""
-    cfg = {k: v for k, v in exp.train_config().items() if k != "seed"}
+    """The configuration without the seed and what the seed draws (data subset, initial
+    weights, U): training flags, device, data source, test rate, deletion set size, method flags."""
+    cfg = {k: v for k, v in keys.values(exp.args, "train").items() if k != "seed"}
+    cfg.update(device=exp.device.type, data_source=exp.data.source, test_train_rate=exp.args.test_train_rate)
     cfg["num_forget"] = len(exp.U)
     cfg["forget_indices"] = exp.args.forget_list
     for flags in METHOD_FLAGS.values():
@@ -49,36 +53,42 @@ def setting_of(exp):
 
 
 def compare(exp):
-    """{method: row} for Original and every saved method; needs original.pt and Retrain."""
+    """{method: row} for Original and every saved method; needs original.pt and Retrain.
+
+    Accuracies and losses are evaluated now on the current U, D \\ U and test set; costs
+    (precompute, unlearning time, storage) come from each method's record.
+    """
     w_T = exp.require_original()
     w_retrain, _ = exp.require_method("Retrain")
-    orig_path = os.path.join(exp.train_dir, "metrics_original.json")
-    orig = artifacts.read_json(orig_path) if os.path.exists(orig_path) else {}
-    models = {"Original": (w_T, {"metrics": orig})}
+    models = {"Original": (w_T, {})}
     models.update(exp.saved_methods())
     rows = {}
     for name, (w, record) in models.items():
-        m = dict(record.get("metrics", {}))
-        if any(k not in m for k in ACCURACIES):
-            m.update(exp.metrics(w))
-        row = {"distance": float(torch.linalg.vector_norm((w.double() - w_retrain.double())))}
+        m = dict(record.get("metrics", {}), **exp.metrics(w))
+        row = {"distance": distance(w, w_retrain, f"the distance of {name} to Retrain",
+                                    f"delete {exp.forget_dir} and rerun the methods")}
         row.update({k: _clean(m.get(k)) for k in ACCURACIES + ["precompute_s", "unlearn_s", "storage_bytes"]})
         rows[name] = row
     return rows
 
 
 def text_table(rows):
-    shown = [dict({k: (float("nan") if v is None else v) for k, v in r.items()}, method=name)
-             for name, r in rows.items()]
+    shown = [dict(r, method=name) for name, r in rows.items()]
     return table(shown, ["method"] + METRICS)
+
+
+def result_base(exp):
+    """results_dir/eva-<dataset>-<model>-n-m-s-<key of the setting, seed and every input>."""
+    a = exp.args
+    key = artifacts.config_key({"setting": setting_of(exp), "seed": a.seed, "inputs": exp.result_identity()})
+    return os.path.join(a.results_dir, f"{PREFIX}{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}")
 
 
 def write_result(exp, rows):
     """Write the text and JSON files of one configuration; returns their paths."""
     a = exp.args
     setting = setting_of(exp)
-    key = artifacts.config_key(dict(setting, seed=a.seed))
-    base = os.path.join(a.results_dir, f"{PREFIX}{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}")
+    base = result_base(exp)
     record = {"setting": setting, "setting_key": artifacts.config_key(setting), "seed": a.seed,
               "data_source": exp.data.source, "methods": rows}
     artifacts.write_json(base + ".json", record)

@@ -4,15 +4,17 @@ set, and where each method's outputs live.
 Layout under ``--log_dir``::
 
     <dataset>-<model>-n<n>-s<seed>-<train key>/      one training configuration
-        manifest.json   original.pt   metrics_original.json
+        manifest.json   original.pt
         cache/<kind>-<key>.pt (+ .json)                precomputes (HF bank, Hessians, shadows)
-        forget-m<m>-<forget key>/                     one deletion set
+        forget-m<m>-<forget key>/                     one deletion set and test set
             <Method>-<method key>.pt / .json           unlearned model / metrics + manifest
 
-The train key hashes every flag that affects w_T (and the data source); the forget key
-hashes U; a method key hashes the method's own flags. Two configurations never share a
-file and a rerun finds what an earlier one cached.
+The train key hashes every flag that affects w_T, the training tensors actually loaded,
+the device type and the initial weights; the forget key hashes U and the test tensors; a
+method key hashes the method's own flags (the table is ``utils.keys``). Two configurations
+never share a file and a rerun finds what an earlier one cached.
 """
+import functools
 import os
 import sys
 import time
@@ -20,33 +22,23 @@ import time
 import torch
 
 from models import build_model
-from utils import artifacts
+from utils import artifacts, keys
 from utils.data import load_data
 from utils.forget import forget_set
 from utils.functional import FlatModel, evaluate
 from utils.errors import InputError, fail
+from utils.finite import distance, require_finite
 from utils.options import parse_args
 from utils.report import finish, info, table
 from utils.train import make_schedule, pack_schedule, sgd, unpack_schedule
 
 # Flags that change each method's result for a fixed training config and forget set:
 # they key the method's files, so two settings never overwrite each other.
-METHOD_FLAGS = {
-    "Retrain": ["retrain_norm"],
-    "Proposed": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode"],
-    "Proposed_noise": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "epsilon", "delta", "std", "rho"],
-    "NU": ["damping_factor"],
-    "IJ": ["damping_factor"],
-    "Finetune": ["finetune_epochs"],
-    "NegGrad": ["neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"],
-}
+METHOD_FLAGS = {m: keys.FAMILIES[m] for m in keys.METHODS}
 # The script that writes each method, for "run this first" messages.
 METHOD_SCRIPTS = {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
                   "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
                   "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py"}
-
-TRAIN_FLAGS = ["dataset", "model", "num_dataset", "batch_size", "epochs", "lr", "lr_decay",
-               "seed", "clip", "regularization", "reshuffle", "pretrained"]
 
 
 def select_device(gpu):
@@ -89,10 +81,28 @@ class Experiment:
                          make_schedule(self.n, args.batch_size, args.epochs, args.seed, args.reshuffle)]
 
     # ------------------------------------------------------------------ configuration
+    @functools.cached_property
+    def _digests(self):
+        """Hashes of the training tensors, the test tensors and w_0 (computed once)."""
+        d = self.data
+        return {"data": keys.digest(d.X_train, d.y_train), "test": keys.digest(d.X_test, d.y_test),
+                "init": keys.digest(self.w0)}
+
     def train_config(self):
-        cfg = {f: getattr(self.args, f) for f in TRAIN_FLAGS}
+        """What the train key hashes: keys.FAMILIES["train"] and keys.DERIVED["train"]."""
+        cfg = keys.values(self.args, "train")
+        cfg.update(data=self._digests["data"], device=self.device.type, init=self._digests["init"])
         cfg["data_source"] = self.data.source
         return cfg
+
+    def forget_config(self):
+        """What the forget key hashes: U, the test tensors and keys.FAMILIES["forget"]."""
+        return dict(keys.values(self.args, "forget"), U=self.U.tolist(), test=self._digests["test"])
+
+    def result_identity(self):
+        """Everything a result computed from this configuration's saved models depends on."""
+        return {"train": self.train_config(), "forget": self.forget_config(),
+                "methods": {m: self.method_config(f) for m, f in METHOD_FLAGS.items()}}
 
     @property
     def train_dir(self):
@@ -102,7 +112,7 @@ class Experiment:
 
     @property
     def forget_dir(self):
-        key = artifacts.config_key({"U": self.U.tolist()})
+        key = artifacts.config_key(self.forget_config())
         return os.path.join(self.train_dir, f"forget-m{len(self.U)}-{key}")
 
     def method_config(self, flags):
@@ -134,8 +144,6 @@ class Experiment:
         artifacts.write_json(os.path.join(self.train_dir, "manifest.json"),
                              {"config": self.train_config(), "d": self.fm.d, "n": self.n,
                               "steps": len(self.schedule), "train_seconds": seconds})
-        artifacts.write_json(os.path.join(self.train_dir, "metrics_original.json"),
-                             dict(self.metrics(w), train_s=seconds))
         return w, seconds
 
     def retrain(self, progress=True):
@@ -180,6 +188,8 @@ class Experiment:
         """Write the unlearned model and its metrics + manifest for this deletion set."""
         flags = METHOD_FLAGS.get(method, []) if flags is None else flags
         pt, js = self.method_paths(method, flags)
+        require_finite(w, f"the {method} model", f"nothing saved; change the flags of "
+                       f"{METHOD_SCRIPTS.get(method, 'its script')}")
         artifacts.save_tensors(pt, {"w": w})
         record = {"method": method, "metrics": metrics, "method_config": self.method_config(flags),
                   "train_config": self.train_config(), "forget_indices": self.U.tolist(),
@@ -245,11 +255,13 @@ def run_baseline(method, unlearn):
     metrics = dict(exp.metrics(w), **costs, data_source=exp.data.source)
     retrain = exp.load_method("Retrain")
     if retrain is not None:
-        metrics["distance"] = float((w - retrain[0]).norm())
+        metrics["distance"] = distance(w, retrain[0], f"the distance of {method} to Retrain",
+                                       f"delete {exp.forget_dir} and rerun")
     path = exp.save_method(method, w, metrics)
     rows = [dict(method="Original", **exp.metrics(w_T)), dict(method=method, **metrics)]
     if retrain is not None:
-        rows[0]["distance"] = float((w_T - retrain[0]).norm())
+        rows[0]["distance"] = distance(w_T, retrain[0], "the distance of Original to Retrain",
+                                       f"delete {exp.forget_dir} and rerun")
     cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "precompute_s", "unlearn_s",
             "storage_bytes"]
     cached = " (cached)" if costs.get("precompute_cached") else ""

@@ -23,15 +23,17 @@ import time
 
 import torch
 
+from utils import keys
 from utils.bank import ShardedBank, complete, write_index, write_shard
 from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
 from utils.hvp import choose_engine, step_jacobian
 from utils.errors import InputError
+from utils.finite import reach_bound, require_finite
 from utils.options import parse_forget_indices
 from utils.train import batch_gradient, sgd
 
-BANK_FLAGS = ["retrain_norm", "bank_dtype"]
+BANK_FLAGS = keys.FAMILIES["hfbank"]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
 
@@ -62,6 +64,11 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
 
     Returns (w_T, A, rho_t): A[r] = a_{rows[r]} in parameter order, rho_t the per-step
     power-iteration estimates of ||I - eta_t J_t||.
+
+    After every step t the largest ||a_u|| must be finite and at most 2 c sum_{s <= t} eta_s
+    (``utils.finite.reach_bound``: the farthest any deletion can move the clipped SGD
+    iterate, so a larger a_u predicts an unreachable retrained model); otherwise the
+    recursion has diverged and InputError names the step and the flag to change.
     """
     engine = choose_engine(fm, engine)
     n = len(y)
@@ -83,11 +90,24 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
             A.index_add_(0, r[sel], op.clip_apply(inj), alpha=eta)
         if power is not None:
             power.step(op, eta)
+        if len(A):
+            check_divergence(A, t, len(schedule), reach_bound(lr, lr_decay, clip, t + 1), power)
 
     w_T = sgd(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, on_step=on_step,
               progress=progress, desc="HF precompute")
     A = state["op"].from_internal(A) if "op" in state else A
     return w_T, A, torch.tensor(power.per_step if power else [], dtype=torch.float64)
+
+
+def check_divergence(A, t, steps, bound, power):
+    """InputError unless every row of A is finite with norm <= ``bound`` after step t."""
+    largest = float(torch.linalg.vector_norm(A, dim=1).max())
+    if largest <= bound:
+        return
+    rho = f", measured rho {max(power.per_step):.3g}" if power is not None and power.per_step else ""
+    raise InputError(f"the Hessian-free recursion diverged at step {t + 1} of {steps} (max ||a_u|| = "
+                     f"{largest:.3g}, beyond 2 c sum eta_t = {bound:.3g}, the farthest a deletion can "
+                     f"move w{rho}): lower --lr")
 
 
 def candidate_rows(spec, n, U):
@@ -157,7 +177,9 @@ def precompute_bank(exp, w_T, ctx=Context()):
                                        progress=ctx.is_main and not a.quiet)
         gap = check_replay(w_replay, w_T, exp)
         if hi > lo:
-            write_shard(directory, lo, hi, A.to(DTYPES[a.bank_dtype]), rows[lo:hi])
+            stored = require_finite(A.to(DTYPES[a.bank_dtype]), f"the bank rows in --bank_dtype {a.bank_dtype}",
+                                    "use a wider --bank_dtype (float32)")
+            write_shard(directory, lo, hi, stored, rows[lo:hi])
     seconds = ctx.max(time.perf_counter() - start)
     ctx.barrier()
     if ctx.is_main:

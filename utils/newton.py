@@ -19,9 +19,10 @@ import time
 
 import torch
 
-from utils import artifacts
+from utils import artifacts, keys
 from utils.hessian import gradient_sum, hessian_sum
 from utils.errors import InputError
+from utils.finite import require_finite
 from utils.report import info
 
 
@@ -117,6 +118,7 @@ def full_hessian(exp, w_T):
     start = time.perf_counter()
     H = hessian_sum(exp.fm, w_T, exp.X, exp.y, a.regularization, a.mem_budget_mb,
                     progress=not a.quiet, desc="full-data Hessian")
+    require_finite(H, "the full-data Hessian at w_T", f"delete {exp.train_dir} and retrain with a lower --lr")
     seconds = time.perf_counter() - start
     _store(path, {"H": H}, seconds)
     return H, seconds, False
@@ -125,7 +127,7 @@ def full_hessian(exp, w_T):
 def ij_precompute(exp, w_T):
     """(factorisation of H + kappa I, seconds it took including the Hessian, cached?)."""
     a = exp.args
-    path = exp.cache_path("ij-factor", flags=("damping_factor",))
+    path = exp.cache_path("ij-factor", flags=keys.FAMILIES["ij-factor"])
     got = _load(path)
     if got is not None and (a.hessian_solver != "cholesky" or "L" in got[0]):
         return {k: v.to(exp.device) for k, v in got[0].items()}, got[1], True
@@ -159,6 +161,7 @@ def unlearn_ns(exp, w_T):
     start = time.perf_counter()
     w, factor = newton_step(w_T, H, forget_hessian(exp, w_T), forget_gradient(exp, w_T), exp.n,
                             len(exp.U), exp.args.damping_factor, exp.args.hessian_solver)
+    require_finite(w, "the Newton step's result", "raise --damping_factor")
     unlearn_s = time.perf_counter() - start
     return w, dict(precompute_s=precompute_s, unlearn_s=unlearn_s, precompute_cached=cached,
                    storage_bytes=storage_bytes({"H": H}), **factor_report(factor))
@@ -169,6 +172,7 @@ def unlearn_ij(exp, w_T):
     factor, precompute_s, cached = ij_precompute(exp, w_T)
     start = time.perf_counter()
     w = ij_step(w_T, factor, forget_gradient(exp, w_T), exp.n)
+    require_finite(w, "the infinitesimal-jackknife step's result", "raise --damping_factor")
     unlearn_s = time.perf_counter() - start
     return w, dict(precompute_s=precompute_s, unlearn_s=unlearn_s, precompute_cached=cached,
                    storage_bytes=storage_bytes(factor), **factor_report(factor))

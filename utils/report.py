@@ -5,9 +5,12 @@ import sys
 
 
 def fmt(v):
+    """One table cell: None (not applicable) as '-', NaN / inf literally, floats to 4 places."""
+    if v is None:
+        return "-"
     if isinstance(v, float):
-        if math.isnan(v):
-            return "-"
+        if not math.isfinite(v):
+            return str(v)
         if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
             return f"{v:.3e}"
         return f"{v:.4f}"

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from models import build_model
-from utils import artifacts
+from utils import artifacts, keys
 from utils.functional import FlatModel
 from utils.lira import keep_masks, model_scores, shadow_seed
 from utils.errors import InputError
@@ -53,7 +53,8 @@ class Pool:
     def identity(self):
         """JSON-able description that keys the shadow cache."""
         return {"P": len(self), "n_members": int(self.member.sum()),
-                "samples": artifacts.config_key({"split": self.split.tolist(), "pos": self.pos.tolist()})}
+                "samples": artifacts.config_key({"split": self.split.tolist(), "pos": self.pos.tolist()}),
+                "inputs": keys.digest(self.X, self.y)}
 
 
 def available_nonmembers(data):
@@ -108,7 +109,7 @@ def train_shadow(exp, pool, in_mask, seed):
 def shadow_scores(exp, pool, K, progress=True):
     """(scores (K, P), keep (K, P), seconds spent training or 0 when cached)."""
     a = exp.args
-    path = exp.cache_path("lira-shadows", flags=("n_shadows",), extra={"pool": pool.identity()})
+    path = exp.cache_path("lira-shadows", flags=keys.FAMILIES["lira-shadows"], extra={"pool": pool.identity()})
     if os.path.exists(path):
         t = artifacts.load_tensors(path, remedy=f"delete {path} and rerun")
         if not np.array_equal(t["pos"].numpy(), pool.pos) or not np.array_equal(t["y"].numpy(), pool.y.cpu().numpy()):

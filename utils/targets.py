@@ -1,7 +1,7 @@
 """The models a privacy audit attacks, and where its results go."""
 import os
 
-from utils import artifacts
+from utils import artifacts, keys
 from utils.experiment import METHOD_SCRIPTS, command_line
 from utils.report import info
 
@@ -29,7 +29,7 @@ def present_targets(exp, wanted):
 def results_base(exp, prefix, config):
     """results_dir/<prefix>-<dataset>-<model>-n<n>-m<m>-s<seed>-<key of config>, no extension."""
     a = exp.args
-    key = artifacts.config_key({"train": exp.train_config(), "U": exp.U.tolist(), **config})
+    key = artifacts.config_key({"result": exp.result_identity(), "mia": keys.values(a, "mia"), **config})
     name = f"{prefix}-{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}"
     return os.path.join(a.results_dir, name)
 

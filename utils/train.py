@@ -10,6 +10,7 @@ mean-normalised retrain, where an emptied batch contributes no data term.
 import torch
 from tqdm import tqdm
 
+from utils.errors import InputError
 from utils.functional import data_gradient
 
 
@@ -68,18 +69,27 @@ def batch_gradient(fm, w, X, y, batch, lam, keep=None, norm="batch"):
 
 
 def sgd(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, keep=None, norm="batch",
-        on_step=None, progress=False, desc="train"):
+        on_step=None, progress=False, desc="train", hint="lower --lr or --clip"):
     """Run clipped SGD from w0 over ``schedule``; returns w_T.
 
     keep: optional bool mask over the n samples; samples outside it are never indexed.
     on_step(t, w_t, batch, eta_t, g_t) is called before each update (used by the
     Hessian-free precompute to run its recursion alongside training).
+    A non-finite gradient or iterate stops the run: InputError naming ``desc``, the step
+    and ``hint`` (the flag to change).
     """
     w = w0.detach().clone()
+    T = len(schedule)
     for t, batch in enumerate(tqdm(schedule, desc=desc, disable=not progress, leave=False)):
         eta = step_size(lr, lr_decay, t)
         g = batch_gradient(fm, w, X, y, batch, lam, keep, norm)
+        gnorm = float(torch.linalg.vector_norm(g))
+        if not torch.isfinite(torch.tensor(gnorm)):
+            raise InputError(f"{desc}: the gradient went non-finite at step {t + 1} of {T} "
+                             f"(||g|| = {gnorm:.3g}, ||w|| = {float(w.norm()):.3g}): {hint}")
         if on_step is not None:
             on_step(t, w, batch, eta, g)
         w = w - eta * clip_by_norm(g, clip)
+    if not bool(torch.isfinite(w).all()):
+        raise InputError(f"{desc}: the parameters went non-finite at step {T} of {T}: {hint}")
     return w
