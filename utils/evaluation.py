@@ -22,6 +22,7 @@ import torch
 from utils import artifacts
 from utils.experiment import METHOD_FLAGS
 from utils.errors import InputError
+from utils.provenance import provenance
 from utils.report import table
 
 METRICS = ["distance", "test_acc", "test_loss", "forget_acc", "remain_acc", "precompute_s",
@@ -80,7 +81,7 @@ def write_result(exp, rows):
     key = artifacts.config_key(dict(setting, seed=a.seed))
     base = os.path.join(a.results_dir, f"{PREFIX}{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}")
     record = {"setting": setting, "setting_key": artifacts.config_key(setting), "seed": a.seed,
-              "data_source": exp.data.source, "methods": rows}
+              "data_source": exp.data.source, "methods": rows, "provenance": provenance(exp)}
     artifacts.write_json(base + ".json", record)
     header = (f"{a.dataset} / {a.model}  n={a.num_dataset}  m={len(exp.U)}  seed={a.seed}  "
               f"(setting {record['setting_key']}; distance = L2 to Retrain)\n")
