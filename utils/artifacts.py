@@ -6,7 +6,7 @@ killed writer is never read (readers open exact names only) and is removed by th
 write into its directory once it is stale (``stale_tmp``).
 
 Content integrity. ``save_tensors`` records the SHA-256 of every tensor file in the
-sidecar ``<path>.sha256.json`` = {"format_version", "sha256", "bytes"}, written after
+sidecar ``<path>.sha256`` (JSON: {"format_version", "sha256", "bytes"}), written after
 the tensor file. ``load_tensors`` recomputes the hash before ``torch.load`` (which uses
 ``weights_only=True``; nothing is unpickled). A missing sidecar (a file from an older
 layout, or a write killed between the two renames), a different hash or size, or an
@@ -45,7 +45,7 @@ import time
 from utils.errors import InputError
 
 FORMAT_VERSION = 2
-HASH_SUFFIX = ".sha256.json"
+HASH_SUFFIX = ".sha256"       # JSON content; not named *.json, so globs of records miss it
 TMP_GRACE_S = 60.0        # a temporary file modified this recently is never removed
 TMP_STALE_S = 3600.0      # ... and one untouched this long is removed even if its pid lives
 _TMP = re.compile(r"^(?P<target>.+)\.(?P<pid>\d+)\.tmp$")

@@ -7,7 +7,7 @@ On disk a bank is a directory keyed by its configuration::
         index.pt                  {"rows": candidate sample ids, "rho_t": per-step rho}
         manifest.json             configuration, coverage (rows, dtype, candidates), shards,
                                   format_version, provenance
-        *.pt.sha256.json          integrity record of each tensor file (``utils.artifacts``)
+        *.pt.sha256               integrity record of each tensor file (``utils.artifacts``)
 
 Each shard is written atomically by the rank that computed it; rank 0 writes the index
 and, last, the manifest, so a bank is complete exactly when its manifest exists. A
