@@ -158,6 +158,23 @@ def test_stale_tmp_of_killed_writer_is_removed_by_next_write(tmp_path):
     assert not glob.glob(str(tmp_path / "*.tmp"))
 
 
+# ---------------------------------------------------------------------- locks
+def test_lock_makes_a_second_process_wait(tmp_path, capsys):
+    path = str(tmp_path / "cache" / "hessian-x.pt")
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from utils import artifacts\n"
+            "with artifacts.lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(2)\n"
+            "    open(sys.argv[1], 'w').write('made by the first process')")
+    holder = subprocess.Popen([sys.executable, "-c", code, path, ROOT], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    start = time.perf_counter()
+    with artifacts.lock(path, "the test precompute"):
+        waited = time.perf_counter() - start
+        assert open(path).read() == "made by the first process"
+    holder.wait()
+    assert waited > 0.5
+    assert "waiting for another process computing the test precompute" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------- provenance
 def test_git_state_of_a_checkout_and_of_a_plain_directory(tmp_path):
     repo = tmp_path / "repo"

@@ -274,10 +274,17 @@ def lock(path, what=None):
 
     Used around each expensive precompute: the caller re-checks for a cached result inside
     the block, so a second process waits for the first and then reuses its output. When
-    the lock is held elsewhere, one line on stderr says what is being waited for."""
+    the lock is held elsewhere, one line on stderr says what is being waited for. In a
+    directory this process cannot write (a read-only cache) nothing is locked: nothing can
+    be written there either."""
     lock_path = path + ".lock"
-    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
-    with open(lock_path, "a") as f:
+    try:
+        os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+        f = open(lock_path, "a")
+    except OSError:
+        yield
+        return
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -201,8 +201,9 @@ class Experiment:
             if command:
                 raise InputError(f"no {method} model for this configuration ({pt}); run: {command}")
             return None
-        w = artifacts.load_tensors(pt, remedy=f"delete it and rerun {command or 'its script'}")["w"]
-        return w.to(self.device), artifacts.read_json(js)
+        remedy = f"delete it and rerun {command or METHOD_SCRIPTS.get(method, 'its script')}"
+        w = artifacts.load_tensors(pt, remedy=remedy)["w"]
+        return w.to(self.device), artifacts.read_json(js, remedy=remedy)
 
     def saved_methods(self):
         """{method: (w, record)} for every registered method saved for these flags."""
