@@ -25,7 +25,6 @@ from utils import artifacts
 from utils.errors import InputError
 
 
-
 def remedy(directory):
     """What to do about a bad file of the bank in ``directory``: the bank is the unit."""
     return f"delete the bank directory {directory} and rerun: {artifacts.rerun_command()}"
