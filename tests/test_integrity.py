@@ -66,7 +66,7 @@ def test_corrupt_bytes_are_refused(tmp_path, seed):
     path = str(tmp_path / "t.pt")
     artifacts.save_tensors(path, {"A": torch.randn(200, generator=torch.Generator().manual_seed(seed))})
     _flip_bytes(path, seed)
-    with pytest.raises(InputError, match=r"t\.pt is corrupt .*delete .*t\.pt and rerun") as e:
+    with pytest.raises(InputError, match=r"corrupt artefact .*t\.pt .*delete .*t\.pt and rerun") as e:
         artifacts.load_tensors(path)
     assert "\n" not in str(e.value)
 
@@ -76,7 +76,7 @@ def test_truncated_file_is_refused(tmp_path):
     artifacts.save_tensors(path, {"A": torch.zeros(100)})
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) - 10)
-    with pytest.raises(InputError, match="is corrupt"):
+    with pytest.raises(InputError, match="corrupt artefact"):
         artifacts.load_tensors(path, remedy="delete X and rerun Y")
 
 
@@ -290,6 +290,6 @@ def test_corrupt_original_model_stops_before_work(two_jobs, tmp_path):
     proc = run_script("main_proposed.py", *FAST, "--log_dir", log, check=False)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: artefact ") and original in last and f"delete {original} and rerun" in last
+    assert last.startswith("error: corrupt artefact ") and original in last and f"delete {original} and rerun" in last
     assert "Traceback" not in proc.stderr
     assert open(saved, "rb").read() == before

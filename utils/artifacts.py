@@ -171,10 +171,10 @@ def verify(path, remedy=None):
     try:
         digest, actual = file_sha256(path)
     except OSError as e:
-        raise InputError(f"artefact {path} is unreadable ({type(e).__name__}); {remedy}")
+        raise InputError(f"unreadable artefact {path} ({type(e).__name__}); {remedy}")
     if (digest, actual) != (expected, size):
-        raise InputError(f"artefact {path} is corrupt (SHA-256 or size differs from its integrity "
-                         f"record); {remedy}")
+        raise InputError(f"corrupt artefact {path} (its SHA-256 or size differs from its integrity "
+                         f"record {os.path.basename(record_path)}); {remedy}")
 
 
 def load_tensors(path, remedy=None, map_location="cpu"):
