@@ -27,7 +27,8 @@ The key is the dotted path of the value (list positions as numbers: ``"rows.3.lo
 the reason is ``"nan"``, ``"inf"`` or ``"-inf"``, or the text of a ``Null(reason)``
 placed in the object for a value that could not be determined (e.g. no git checkout).
 
-Locks. ``lock(path)`` holds ``fcntl.flock`` on ``<path>.lock`` around an expensive
+Locks. ``lock(path)`` holds ``fcntl.flock`` on ``.<name>.lock`` beside ``path`` (hidden,
+so globs of artefacts such as ``hfbank-*`` never match it) around an expensive
 precompute: a second process on the same configuration waits, then re-checks for the
 first one's result and reuses it.
 """
@@ -270,14 +271,15 @@ def write_text(path, text):
 # ---------------------------------------------------------------------- locks
 @contextlib.contextmanager
 def lock(path, what=None):
-    """Exclusive ``fcntl.flock`` on ``<path>.lock`` for the duration of the block.
+    """Exclusive ``fcntl.flock`` on ``<dir>/.<name>.lock`` (``path`` = ``<dir>/<name>``) for
+    the duration of the block.
 
     Used around each expensive precompute: the caller re-checks for a cached result inside
     the block, so a second process waits for the first and then reuses its output. When
     the lock is held elsewhere, one line on stderr says what is being waited for. In a
     directory this process cannot write (a read-only cache) nothing is locked: nothing can
     be written there either."""
-    lock_path = path + ".lock"
+    lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
     try:
         os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
         f = open(lock_path, "a")
