@@ -1,16 +1,66 @@
-"""Atomic, configuration-keyed artefacts under log/ (tensors + JSON manifests).
+"""Atomic, verified, configuration-keyed artefacts under log/ (tensors + JSON manifests).
 
-Tensors are written with ``torch.save`` to a temporary name and renamed, and read back
-with ``torch.load(weights_only=True)``; metadata is JSON. A corrupt file is reported as
-one line naming the file and the command that recreates it.
+Writing. Every file is written to ``<path>.<pid>.tmp`` and renamed onto ``<path>``, so a
+reader sees the old file or the new one, never half of one. A temporary file left by a
+killed writer is never read (readers open exact names only) and is removed by the next
+write into its directory once it is stale (``stale_tmp``).
+
+Content integrity. ``save_tensors`` records the SHA-256 of every tensor file in the
+sidecar ``<path>.sha256`` (JSON: {"format_version", "sha256", "bytes"}), written after
+the tensor file. ``load_tensors`` recomputes the hash before ``torch.load`` (which uses
+``weights_only=True``; nothing is unpickled). A missing sidecar (a file from an older
+layout, or a write killed between the two renames), a different hash or size, or an
+unreadable file raises InputError naming the file and the remedy: delete exactly that
+artefact and rerun the command.
+
+Format version. Every JSON object written by ``write_json`` carries
+``"format_version": FORMAT_VERSION``; ``read_json`` and ``load_tensors`` refuse a file
+with another (or no) version with one line, so a cache written by an incompatible older
+layout is never reused.
+
+Strict JSON. JSON is written with ``allow_nan=False``. ``strict_json`` turns a
+non-finite float into ``null`` and records why beside it, in the top-level object::
+
+    {"metrics": {"distance": null}, "null_reasons": {"metrics.distance": "inf"}}
+
+The key is the dotted path of the value (list positions as numbers: ``"rows.3.loss"``);
+the reason is ``"nan"``, ``"inf"`` or ``"-inf"``, or the text of a ``Null(reason)``
+placed in the object for a value that could not be determined (e.g. no git checkout).
+
+Locks. ``lock(path)`` holds ``fcntl.flock`` on ``.<name>.lock`` beside ``path`` (hidden,
+so globs of artefacts such as ``hfbank-*`` never match it) around an expensive
+precompute: a second process on the same configuration waits, then re-checks for the
+first one's result and reuses it.
 """
+import contextlib
+import fcntl
 import hashlib
 import json
+import math
+import numbers
 import os
-
-import torch
+import re
+import sys
+import time
 
 from utils.errors import InputError
+
+FORMAT_VERSION = 2
+HASH_SUFFIX = ".sha256"       # JSON content; not named *.json, so globs of records miss it
+TMP_GRACE_S = 60.0        # a temporary file modified this recently is never removed
+TMP_STALE_S = 3600.0      # ... and one untouched this long is removed even if its pid lives
+_TMP = re.compile(r"^(?P<target>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+class Null:
+    """A value that could not be determined: written as JSON null, with ``reason`` recorded
+    under the top-level ``null_reasons``."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def __repr__(self):
+        return f"Null({self.reason!r})"
 
 
 def config_key(config):
@@ -19,46 +69,231 @@ def config_key(config):
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def _tmp(path):
+def rerun_command():
+    """The command line of this process, for remedies ("rerun: python3 main_x.py ...")."""
+    return " ".join(["python3"] + sys.argv)
+
+
+def _remedy(path, remedy):
+    return remedy or f"delete {path} and rerun: {rerun_command()}"
+
+
+# ---------------------------------------------------------------------- temporary files
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_tmp(directory, now=None):
+    """Temporary files in ``directory`` left by killed writes: ``<name>.<pid>.tmp`` not
+    modified for TMP_GRACE_S seconds whose pid is not alive (or untouched for TMP_STALE_S
+    seconds, in case the pid was reused). This process's own files are never stale."""
+    now = time.time() if now is None else now
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        m = _TMP.match(name)
+        if not m or int(m["pid"]) == os.getpid():
+            continue
+        path = os.path.join(directory, name)
+        try:
+            age = now - os.path.getmtime(path)
+        except OSError:
+            continue
+        if age > TMP_STALE_S or (age > TMP_GRACE_S and not _pid_alive(int(m["pid"]))):
+            out.append(path)
+    return out
+
+
+def remove_stale_tmp(directory):
+    """Delete ``stale_tmp(directory)``; returns the paths removed."""
+    removed = []
+    for path in stale_tmp(directory):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def _prepare(path):
+    """Create the directory of ``path``, clear its stale temporaries; the temporary name."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    remove_stale_tmp(directory)
     return f"{path}.{os.getpid()}.tmp"
 
 
+# ---------------------------------------------------------------------- tensors
+def file_sha256(path):
+    """(hex SHA-256, size in bytes) of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
 def save_tensors(path, tensors):
-    """Atomically write a dict of tensors (moved to CPU)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = _tmp(path)
+    """Atomically write a dict of tensors (moved to CPU) and its integrity record."""
+    import torch
+    tmp = _prepare(path)
     torch.save({k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in tensors.items()}, tmp)
+    digest, size = file_sha256(tmp)
     os.replace(tmp, path)
+    _write_json_file(path + HASH_SUFFIX, {"format_version": FORMAT_VERSION, "sha256": digest, "bytes": size})
 
 
-def load_tensors(path, remedy="delete it and rerun the command that made it", map_location="cpu"):
-    """Read a dict of tensors safely; InputError naming the file when corrupt."""
+def verify(path, remedy=None):
+    """InputError unless ``path`` matches its integrity record (format, size, SHA-256)."""
+    remedy = _remedy(path, remedy)
+    record_path = path + HASH_SUFFIX
+    if not os.path.exists(record_path):
+        raise InputError(f"artefact {path} has no integrity record ({os.path.basename(record_path)}; "
+                         f"written by an older layout or by a killed run); {remedy}")
+    try:
+        with open(record_path) as f:
+            record = json.load(f)
+        version, expected, size = record.get("format_version"), record["sha256"], record["bytes"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"artefact {path}: unreadable integrity record ({type(e).__name__}); {remedy}")
+    if version != FORMAT_VERSION:
+        raise InputError(f"artefact {path} was written by an incompatible layout (format_version "
+                         f"{version}, this code reads {FORMAT_VERSION}); {remedy}")
+    try:
+        digest, actual = file_sha256(path)
+    except OSError as e:
+        raise InputError(f"unreadable artefact {path} ({type(e).__name__}); {remedy}")
+    if (digest, actual) != (expected, size):
+        raise InputError(f"corrupt artefact {path} (its SHA-256 or size differs from its integrity "
+                         f"record {os.path.basename(record_path)}); {remedy}")
+
+
+def load_tensors(path, remedy=None, map_location="cpu"):
+    """The dict of tensors at ``path``, verified against its integrity record first.
+
+    ``remedy`` (default: delete ``path`` and rerun this command) ends the one-line
+    InputError raised for a missing, corrupt, foreign-version or unreadable file."""
+    import torch
+    verify(path, remedy)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise InputError(f"corrupt artefact {path} ({type(e).__name__}); {remedy}")
+        raise InputError(f"corrupt artefact {path} ({type(e).__name__}); {_remedy(path, remedy)}")
+
+
+# ---------------------------------------------------------------------- JSON and text
+def _plain(v):
+    """A JSON scalar for numpy / torch scalars and other number types."""
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return float(v)
+
+
+def strict_json(obj):
+    """A copy of ``obj`` valid under ``allow_nan=False``: non-finite floats and ``Null``
+    become None, their reasons collected in a top-level ``"null_reasons"`` (see module doc)."""
+    reasons = {}
+
+    def walk(v, where):
+        if isinstance(v, Null):
+            reasons[where] = v.reason
+            return None
+        if isinstance(v, dict):
+            return {str(k): walk(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x, f"{where}.{i}" if where else str(i)) for i, x in enumerate(v)]
+        if v is None or isinstance(v, (bool, str, int)):
+            return v
+        if not isinstance(v, float):
+            return walk(_plain(v), where)
+        if not math.isfinite(v):
+            reasons[where] = "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+            return None
+        return v
+
+    out = walk(obj, "")
+    if reasons and isinstance(out, dict):
+        out["null_reasons"] = dict(out.get("null_reasons") or {}, **reasons)
+    return out
+
+
+def dumps(obj, **kwargs):
+    """``json.dumps`` of ``strict_json(obj)`` with allow_nan=False, keys sorted."""
+    return json.dumps(strict_json(obj), allow_nan=False, sort_keys=True, **kwargs)
+
+
+def _write_json_file(path, obj):
+    tmp = _prepare(path)
+    with open(tmp, "w") as f:
+        f.write(dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def write_json(path, obj):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = _tmp(path)
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=float)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Atomically write ``obj`` (a dict) as strict JSON, marked with FORMAT_VERSION."""
+    _write_json_file(path, dict(obj, format_version=FORMAT_VERSION))
 
 
-def read_json(path, remedy="delete it and rerun the command that made it"):
+def read_json(path, remedy=None):
+    """The dict written by ``write_json``; InputError when unreadable or of another format."""
+    remedy = _remedy(path, remedy)
     try:
         with open(path) as f:
-            return json.load(f)
+            obj = json.load(f)
     except (OSError, ValueError) as e:
         raise InputError(f"corrupt artefact {path} ({type(e).__name__}); {remedy}")
+    version = obj.get("format_version") if isinstance(obj, dict) else None
+    if version != FORMAT_VERSION:
+        raise InputError(f"artefact {path} was written by an incompatible layout (format_version "
+                         f"{version}, this code reads {FORMAT_VERSION}); {remedy}")
+    return obj
 
 
 def write_text(path, text):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = _tmp(path)
+    tmp = _prepare(path)
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- locks
+@contextlib.contextmanager
+def lock(path, what=None):
+    """Exclusive ``fcntl.flock`` on ``<dir>/.<name>.lock`` (``path`` = ``<dir>/<name>``) for
+    the duration of the block.
+
+    Used around each expensive precompute: the caller re-checks for a cached result inside
+    the block, so a second process waits for the first and then reuses its output. When
+    the lock is held elsewhere, one line on stderr says what is being waited for. In a
+    directory this process cannot write (a read-only cache) nothing is locked: nothing can
+    be written there either."""
+    lock_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock")
+    try:
+        os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+        f = open(lock_path, "a")
+    except OSError:
+        yield
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process computing {what or path} (lock {lock_path})",
+                  file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -5,11 +5,14 @@ On disk a bank is a directory keyed by its configuration::
     hfbank-<key>/
         shard-<start>-<stop>.pt   rows start..stop-1 of the candidate list: {"A", "rows"}
         index.pt                  {"rows": candidate sample ids, "rho_t": per-step rho}
-        manifest.json             configuration, coverage (rows, dtype, candidates), shards
+        manifest.json             configuration, coverage (rows, dtype, candidates), shards,
+                                  format_version, provenance
+        *.pt.sha256               integrity record of each tensor file (``utils.artifacts``)
 
 Each shard is written atomically by the rank that computed it; rank 0 writes the index
 and, last, the manifest, so a bank is complete exactly when its manifest exists. A
-deletion request reads only the shards that hold its rows.
+deletion request reads only the shards that hold its rows, each verified against its
+SHA-256 record first; a bad file names the bank directory as the artefact to delete.
 
 Unlearning with a bank: w <- w + a_u per request (online) or w + sum_{u in U} a_u (batch).
 """
@@ -21,7 +24,10 @@ import torch
 from utils import artifacts
 from utils.errors import InputError
 
-REMEDY = "delete the bank directory and rerun main_proposed.py"
+
+def remedy(directory):
+    """What to do about a bad file of the bank in ``directory``: the bank is the unit."""
+    return f"delete the bank directory {directory} and rerun: {artifacts.rerun_command()}"
 
 
 class Bank:
@@ -75,8 +81,8 @@ class ShardedBank(Bank):
 
     def __init__(self, directory, device):
         self.directory, self.device = directory, device
-        manifest = artifacts.read_json(os.path.join(directory, "manifest.json"), remedy=REMEDY)
-        index = artifacts.load_tensors(os.path.join(directory, "index.pt"), remedy=REMEDY)
+        manifest = artifacts.read_json(os.path.join(directory, "manifest.json"), remedy=remedy(directory))
+        index = artifacts.load_tensors(os.path.join(directory, "index.pt"), remedy=remedy(directory))
         super().__init__(None, index["rows"], index["rho_t"], manifest)
         self.shards_read = []
         self.read_s = 0.0
@@ -89,7 +95,7 @@ class ShardedBank(Bank):
         for s in self.manifest["shards"]:
             if s["start"] <= r < s["stop"]:
                 return s
-        raise InputError(f"bank {self.directory}: no shard holds row {r}; {REMEDY}")
+        raise InputError(f"bank {self.directory}: no shard holds row {r}; {remedy(self.directory)}")
 
     def gather(self, U):
         start = time.perf_counter()
@@ -99,7 +105,7 @@ class ShardedBank(Bank):
             s = self._shard(r)
             if s["file"] not in loaded:
                 loaded[s["file"]] = artifacts.load_tensors(os.path.join(self.directory, s["file"]),
-                                                           remedy=REMEDY)["A"]
+                                                           remedy=remedy(self.directory))["A"]
         d = self.manifest["d"]
         block = torch.empty(len(rows), d, dtype=next(iter(loaded.values())).dtype) if rows else \
             torch.empty(0, d)

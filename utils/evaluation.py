@@ -24,6 +24,7 @@ from utils import artifacts, keys
 from utils.experiment import METHOD_FLAGS
 from utils.errors import InputError
 from utils.finite import distance
+from utils.provenance import provenance
 from utils.report import table
 
 METRICS = ["distance", "test_acc", "test_loss", "forget_acc", "remain_acc", "precompute_s",
@@ -90,7 +91,7 @@ def write_result(exp, rows):
     setting = setting_of(exp)
     base = result_base(exp)
     record = {"setting": setting, "setting_key": artifacts.config_key(setting), "seed": a.seed,
-              "data_source": exp.data.source, "methods": rows}
+              "data_source": exp.data.source, "methods": rows, "provenance": provenance(exp)}
     artifacts.write_json(base + ".json", record)
     header = (f"{a.dataset} / {a.model}  n={a.num_dataset}  m={len(exp.U)}  seed={a.seed}  "
               f"(setting {record['setting_key']}; distance = L2 to Retrain)\n")

@@ -29,6 +29,7 @@ from utils.functional import FlatModel, evaluate
 from utils.errors import InputError, fail
 from utils.finite import distance, require_finite
 from utils.options import parse_args
+from utils.provenance import provenance
 from utils.report import finish, info, table
 from utils.train import make_schedule, pack_schedule, sgd, unpack_schedule
 
@@ -130,10 +131,15 @@ class Experiment:
                    a.regularization, progress=progress and not a.quiet, desc="train original")
 
     def original(self):
-        """(w_T, seconds spent training or 0 when cached); trains and caches on first use."""
+        """(w_T, seconds spent training or 0 when cached); trains and caches on first use,
+        under a lock: a second process on the same configuration waits and reuses it."""
         path = os.path.join(self.train_dir, "original.pt")
+        with artifacts.lock(path, "the original model"):
+            return self._original(path)
+
+    def _original(self, path):
         if os.path.exists(path):
-            w = artifacts.load_tensors(path, remedy=f"delete {self.train_dir} and rerun")["w"]
+            w = artifacts.load_tensors(path)["w"]
             return w.to(self.device), 0.0
         start = time.perf_counter()
         w = self.train_original()
@@ -143,7 +149,8 @@ class Experiment:
                                       "train_idx": self.data.train_idx})
         artifacts.write_json(os.path.join(self.train_dir, "manifest.json"),
                              {"config": self.train_config(), "d": self.fm.d, "n": self.n,
-                              "steps": len(self.schedule), "train_seconds": seconds})
+                              "steps": len(self.schedule), "train_seconds": seconds,
+                              "provenance": provenance(self)})
         return w, seconds
 
     def retrain(self, progress=True):
@@ -193,7 +200,7 @@ class Experiment:
         artifacts.save_tensors(pt, {"w": w})
         record = {"method": method, "metrics": metrics, "method_config": self.method_config(flags),
                   "train_config": self.train_config(), "forget_indices": self.U.tolist(),
-                  "model_file": os.path.basename(pt)}
+                  "model_file": os.path.basename(pt), "provenance": provenance(self)}
         artifacts.write_json(js, record)
         return pt
 
@@ -204,8 +211,9 @@ class Experiment:
             if command:
                 raise InputError(f"no {method} model for this configuration ({pt}); run: {command}")
             return None
-        w = artifacts.load_tensors(pt, remedy=f"delete it and rerun {command or 'its script'}")["w"]
-        return w.to(self.device), artifacts.read_json(js)
+        remedy = f"delete it and rerun {command or METHOD_SCRIPTS.get(method, 'its script')}"
+        w = artifacts.load_tensors(pt, remedy=remedy)["w"]
+        return w.to(self.device), artifacts.read_json(js, remedy=remedy)
 
     def saved_methods(self):
         """{method: (w, record)} for every registered method saved for these flags."""

@@ -19,11 +19,12 @@ as row-range shards with a JSON manifest, and reused for every deletion set and 
 Under torchrun the rows are split into contiguous shards, one per rank
 (``utils.distributed``); ``utils.replay`` answers requests without any bank.
 """
+import contextlib
 import time
 
 import torch
 
-from utils import keys
+from utils import artifacts, keys
 from utils.bank import ShardedBank, complete, write_index, write_shard
 from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
@@ -31,6 +32,7 @@ from utils.hvp import choose_engine, step_jacobian
 from utils.errors import InputError
 from utils.finite import reach_bound, require_finite
 from utils.options import parse_forget_indices
+from utils.provenance import provenance
 from utils.train import batch_gradient, sgd
 
 BANK_FLAGS = keys.FAMILIES["hfbank"]
@@ -159,10 +161,19 @@ def precompute_bank(exp, w_T, ctx=Context()):
     Under torchrun every rank replays training and computes the rows of its shard
     (``utils.distributed.shard_bounds``); rank 0 also measures rho and writes the index
     and manifest. Returns (bank, wall seconds spent now: the maximum over ranks; 0 when cached).
+    Rank 0 holds a lock on the bank directory throughout (``utils.artifacts.lock``; the
+    other ranks wait at a barrier), so a second job on the same configuration waits for
+    the first and then opens its bank.
     """
-    a = exp.args
-    rows, cand_key = candidate_rows(a.hf_candidates, exp.n, exp.U)
+    rows, cand_key = candidate_rows(exp.args.hf_candidates, exp.n, exp.U)
     directory = bank_dir(exp, cand_key)
+    with artifacts.lock(directory, "this bank") if ctx.is_main else contextlib.nullcontext():
+        ctx.barrier()        # rank 0 holds the lock: no other job writes this bank now
+        return _open_or_compute(exp, w_T, ctx, rows, cand_key, directory)
+
+
+def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
+    a = exp.args
     if complete(directory):
         return ShardedBank(directory, exp.device), 0.0
     ctx.barrier()            # every rank has seen the bank absent before any writes it
@@ -187,7 +198,7 @@ def precompute_bank(exp, w_T, ctx=Context()):
                     "candidate_ids": cand_key, **coverage(rows, cand_key, a.bank_dtype),
                     "d": exp.fm.d, "steps": len(exp.schedule), "engine": choose_engine(exp.fm),
                     "precompute_s": seconds, "world_size": ctx.world, "rho": float(rho_t.max()),
-                    "replay_gap": gap}
+                    "replay_gap": gap, "provenance": provenance(exp)}
         write_index(directory, rows, rho_t, manifest, bounds, DTYPES[a.bank_dtype])
     ctx.barrier()
     return ShardedBank(directory, exp.device), seconds

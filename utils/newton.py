@@ -23,6 +23,7 @@ from utils import artifacts, keys
 from utils.hessian import gradient_sum, hessian_sum
 from utils.errors import InputError
 from utils.finite import require_finite
+from utils.provenance import provenance
 from utils.report import info
 
 
@@ -90,17 +91,17 @@ def factor_report(factor):
 
 # ---------------------------------------------------------------------- cached precomputes
 def _load(path):
-    """(tensors, seconds it took to compute them) from the cache, or None when absent."""
+    """(tensors, seconds it took to compute them) from the cache, or None when absent.
+    The tensors are verified against their SHA-256 record and the manifest's format."""
     meta = path[:-3] + ".json"
     if not (os.path.exists(path) and os.path.exists(meta)):
         return None
-    remedy = f"delete {path} and rerun"
-    return artifacts.load_tensors(path, remedy=remedy), float(artifacts.read_json(meta, remedy)["seconds"])
+    return artifacts.load_tensors(path), float(artifacts.read_json(meta)["seconds"])
 
 
-def _store(path, tensors, seconds):
+def _store(exp, path, tensors, seconds):
     artifacts.save_tensors(path, tensors)
-    artifacts.write_json(path[:-3] + ".json", {"seconds": seconds,
+    artifacts.write_json(path[:-3] + ".json", {"seconds": seconds, "provenance": provenance(exp),
                                                "tensors": {k: list(v.shape) for k, v in tensors.items()}})
 
 
@@ -109,35 +110,39 @@ def storage_bytes(tensors):
 
 
 def full_hessian(exp, w_T):
-    """(n H at w_T, seconds it took, cached?) for the experiment's training config."""
+    """(n H at w_T, seconds it took, cached?) for the experiment's training config.
+    Computed under a lock on the cache file: a second process waits and reuses it."""
     a = exp.args
     path = exp.cache_path("hessian")
-    got = _load(path)
-    if got is not None:
-        return got[0]["H"].to(exp.device), got[1], True
-    start = time.perf_counter()
-    H = hessian_sum(exp.fm, w_T, exp.X, exp.y, a.regularization, a.mem_budget_mb,
-                    progress=not a.quiet, desc="full-data Hessian")
-    require_finite(H, "the full-data Hessian at w_T", f"delete {exp.train_dir} and retrain with a lower --lr")
-    seconds = time.perf_counter() - start
-    _store(path, {"H": H}, seconds)
+    with artifacts.lock(path, "the full-data Hessian"):
+        got = _load(path)
+        if got is not None:
+            return got[0]["H"].to(exp.device), got[1], True
+        start = time.perf_counter()
+        H = hessian_sum(exp.fm, w_T, exp.X, exp.y, a.regularization, a.mem_budget_mb,
+                        progress=not a.quiet, desc="full-data Hessian")
+        require_finite(H, "the full-data Hessian at w_T", f"delete {exp.train_dir} and retrain with a lower --lr")
+        seconds = time.perf_counter() - start
+        _store(exp, path, {"H": H}, seconds)
     return H, seconds, False
 
 
 def ij_precompute(exp, w_T):
-    """(factorisation of H + kappa I, seconds it took including the Hessian, cached?)."""
+    """(factorisation of H + kappa I, seconds it took including the Hessian, cached?),
+    computed under a lock on the cache file like ``full_hessian``."""
     a = exp.args
     path = exp.cache_path("ij-factor", flags=keys.FAMILIES["ij-factor"])
-    got = _load(path)
-    if got is not None and (a.hessian_solver != "cholesky" or "L" in got[0]):
-        return {k: v.to(exp.device) for k, v in got[0].items()}, got[1], True
-    H, seconds_H, _ = full_hessian(exp, w_T)
-    start = time.perf_counter()
-    factor = ij_factor(H, exp.n, a.damping_factor, a.hessian_solver)
-    # stored (and used, so a cached rerun gives the same numbers) in the Hessian's precision
-    factor = {k: v.to(H.dtype) if v.is_floating_point() else v for k, v in factor.items()}
-    seconds = seconds_H + time.perf_counter() - start
-    _store(path, factor, seconds)
+    with artifacts.lock(path, "the IJ factorisation"):
+        got = _load(path)
+        if got is not None and (a.hessian_solver != "cholesky" or "L" in got[0]):
+            return {k: v.to(exp.device) for k, v in got[0].items()}, got[1], True
+        H, seconds_H, _ = full_hessian(exp, w_T)
+        start = time.perf_counter()
+        factor = ij_factor(H, exp.n, a.damping_factor, a.hessian_solver)
+        # stored (and used, so a cached rerun gives the same numbers) in the Hessian's precision
+        factor = {k: v.to(H.dtype) if v.is_floating_point() else v for k, v in factor.items()}
+        seconds = seconds_H + time.perf_counter() - start
+        _store(exp, path, factor, seconds)
     return factor, seconds, False
 
 

@@ -1,7 +1,8 @@
 """Summary tables on stderr and the ``--json`` object on stdout."""
-import json
 import math
 import sys
+
+from utils.artifacts import dumps
 
 
 def fmt(v):
@@ -32,8 +33,9 @@ def info(*parts):
 
 
 def finish(summary, as_json, text):
-    """Print the final summary: one JSON object on stdout with --json, else ``text``."""
+    """Print the final summary: one strict JSON object on stdout with --json (non-finite
+    values as null, reasons under "null_reasons": ``utils.artifacts.strict_json``), else ``text``."""
     if as_json:
-        print(json.dumps(summary, sort_keys=True, default=float))
+        print(dumps(summary))
     else:
         info(text)

@@ -26,6 +26,7 @@ from utils import artifacts, keys
 from utils.functional import FlatModel
 from utils.lira import keep_masks, model_scores, shadow_seed
 from utils.errors import InputError
+from utils.provenance import provenance
 from utils.train import make_schedule, sgd
 
 POOL_SEED_OFFSET = 31337
@@ -107,11 +108,18 @@ def train_shadow(exp, pool, in_mask, seed):
 
 
 def shadow_scores(exp, pool, K, progress=True):
-    """(scores (K, P), keep (K, P), seconds spent training or 0 when cached)."""
-    a = exp.args
+    """(scores (K, P), keep (K, P), seconds spent training or 0 when cached). Trained under
+    a lock on the cache file: a second process on the same configuration waits and reuses."""
     path = exp.cache_path("lira-shadows", flags=keys.FAMILIES["lira-shadows"], extra={"pool": pool.identity()})
+    with artifacts.lock(path, "the LiRA shadow models"):
+        return _cached_or_trained(exp, pool, K, progress, path)
+
+
+def _cached_or_trained(exp, pool, K, progress, path):
+    """``shadow_scores`` with its lock held: the cached scores, or train and cache them."""
+    a = exp.args
     if os.path.exists(path):
-        t = artifacts.load_tensors(path, remedy=f"delete {path} and rerun")
+        t = artifacts.load_tensors(path)
         if not np.array_equal(t["pos"].numpy(), pool.pos) or not np.array_equal(t["y"].numpy(), pool.y.cpu().numpy()):
             raise InputError(f"shadow cache {path} does not match the pool; delete it and rerun")
         return t["scores"].numpy(), t["keep"].numpy(), 0.0
@@ -127,5 +135,5 @@ def shadow_scores(exp, pool, K, progress=True):
                                   "split": torch.from_numpy(pool.split)})
     artifacts.write_json(path[:-3] + ".json", {"config": exp.train_config(), "n_shadows": K,
                                                "pool": pool.identity(), "train_seconds": seconds,
-                                               "data_source": exp.data.source})
+                                               "data_source": exp.data.source, "provenance": provenance(exp)})
     return scores, keep, seconds

@@ -3,6 +3,7 @@ import os
 
 from utils import artifacts, keys
 from utils.experiment import METHOD_SCRIPTS, command_line
+from utils.provenance import provenance
 from utils.report import info
 
 
@@ -38,4 +39,5 @@ def write_report(exp, base, config, results, figure, text):
     """<base>.txt (the human table) and <base>.json (config, data source, per-target results)."""
     artifacts.write_text(base + ".txt", text + "\n")
     artifacts.write_json(base + ".json", {"config": dict(config, train=exp.train_config(), forget=exp.U.tolist()),
-                                          "data_source": exp.data.source, "targets": results, "figure": figure})
+                                          "data_source": exp.data.source, "targets": results, "figure": figure,
+                                          "provenance": provenance(exp)})
