@@ -17,6 +17,10 @@
 
   with every quotient (a^K - b^K)/(a - b) evaluated as the geometric sum
   sum_{k<K} a^k b^{K-1-k}, which stays finite when a = b.
+* looseness: Delta against the realised distance ||w_unlearned - w_retrain|| and their ratio.
+* noise draws: draw k of the release is the k-th N(0, I) vector of one CPU generator seeded
+  with the training seed, so draw k does not depend on how many draws are made; figures of
+  the K noised models are summarised by mean, std (population), min and max.
 * rho: ||I - eta_t J_t||_2 by power iteration on M^T M (M = I - eta_t J_t), warm-started
   from the previous step's vector; the maximum over steps.
 """
@@ -84,6 +88,25 @@ def certified_epsilon(sigma, delta, sensitivity, rel_tol=1e-12, max_epsilon=1e30
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if ok(mid) else (mid, hi)
     return hi, "certified"
+
+
+def looseness(sensitivity, realised):
+    """Delta, the realised distance to Retrain (None when no Retrain) and Delta / distance."""
+    ratio = sensitivity / realised if realised is not None and realised > 0 else None
+    return {"sensitivity": sensitivity, "realised_distance": realised, "looseness_ratio": ratio}
+
+
+def noise_draws(d, seed, K, dtype):
+    """The first K standard normal vectors in R^d of a CPU generator seeded with ``seed``."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    return [torch.randn(d, generator=gen, dtype=dtype) for _ in range(K)]
+
+
+def spread(values):
+    """mean, std, min, max of a non-empty list of floats (std over the K draws, ddof 0)."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values), "k": len(values)}
 
 
 def geometric_quotient(a, b, K):

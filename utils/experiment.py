@@ -34,7 +34,8 @@ from utils.train import make_schedule, pack_schedule, sgd, unpack_schedule
 METHOD_FLAGS = {
     "Retrain": ["retrain_norm"],
     "Proposed": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode"],
-    "Proposed_noise": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "epsilon", "delta", "std", "rho"],
+    "Proposed_noise": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "epsilon", "delta", "std", "rho",
+                       "noise_seed"],
     "NU": ["damping_factor"],
     "IJ": ["damping_factor"],
     "Finetune": ["finetune_epochs"],
