@@ -36,6 +36,7 @@ from utils.options import parse_args
 from utils.report import finish, info, table
 
 CHEAP_RETRAIN_MODELS = ("logistic", "mlp")
+RHO_MEASURED = "power iteration (a lower estimate of sup_t ||I - eta_t J_t||)"
 
 
 def certify(args, exp, engine):
@@ -51,6 +52,7 @@ def certify(args, exp, engine):
     return sigma, {"epsilon": args.epsilon, "delta": args.delta, "rho": rho,
                    "rho_measured": engine.rho, "sensitivity": delta_bound, "sigma": sigma,
                    "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism",
+                   "rho_source": "--rho" if args.rho is not None else RHO_MEASURED,
                    "certified_epsilon": eps, "certified_epsilon_note": why}
 
 
@@ -92,6 +94,10 @@ def certified_text(c):
     lines = [f"certified noise: epsilon {c['epsilon']}, delta {c['delta']}, rho {c['rho']:.6f}, "
              f"Delta {c['sensitivity']:.4g}, sigma {c['sigma']:.4g} ({c['sigma_source']}); "
              f"certified epsilon at this sigma and delta: {eps}"]
+    if c["rho_source"] == RHO_MEASURED:
+        lines.append("note: rho is measured by power iteration, which can only underestimate the operator norm, "
+                     "so Delta and the certified epsilon are estimates, not a proof; --rho with a proven upper "
+                     "bound makes them rigorous")
     if c["realised_distance"] is None:
         lines.append(f"looseness: Delta {c['sensitivity']:.4g}; no Retrain model, so no realised distance")
     else:
