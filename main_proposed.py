@@ -40,7 +40,7 @@ RHO_MEASURED = "power iteration (a lower estimate of sup_t ||I - eta_t J_t||)"
 
 
 def certify(args, exp, engine):
-    """(sigma, record) for --application: rho measured (or --rho), Delta bound, sigma, and the
+    """The record of --application: rho measured (or --rho), Delta bound, sigma, and the
     epsilon that sigma certifies at --delta (None with the reason when nothing is certified)."""
     rho = args.rho if args.rho is not None else engine.rho
     T = len(exp.schedule)
@@ -49,11 +49,11 @@ def certify(args, exp, engine):
                                     args.batch_size, rho)
     sigma = args.std if args.std > 0 else analytic_gaussian_sigma(args.epsilon, args.delta, delta_bound)
     eps, why = certified_epsilon(sigma, args.delta, delta_bound)
-    return sigma, {"epsilon": args.epsilon, "delta": args.delta, "rho": rho,
-                   "rho_measured": engine.rho, "sensitivity": delta_bound, "sigma": sigma,
-                   "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism",
-                   "rho_source": "--rho" if args.rho is not None else RHO_MEASURED,
-                   "certified_epsilon": eps, "certified_epsilon_note": why}
+    return {"epsilon": args.epsilon, "delta": args.delta, "rho": rho,
+            "rho_measured": engine.rho, "sensitivity": delta_bound, "sigma": sigma,
+            "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism",
+            "rho_source": "--rho" if args.rho is not None else RHO_MEASURED,
+            "certified_epsilon": eps, "certified_epsilon_note": why}
 
 
 def noised_releases(args, exp, w, w_re, cert, common):
@@ -194,8 +194,7 @@ def main():
         rows.append(dict(method=name, **metrics))
         summary[name] = metrics
     if args.application:
-        sigma, cert = certify(args, exp, engine)
-        noisy = noised_releases(args, exp, w, w_re, cert, common)
+        noisy = noised_releases(args, exp, w, w_re, certify(args, exp, engine), common)
         rows.append(dict(method=f"Proposed_noise[{args.noise_seed}]", **noisy))
         summary["Proposed_noise"] = noisy
     cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "test_loss"]
