@@ -74,7 +74,7 @@ def test_quick_certify_sweep(tmp_path):
     for ext in ("md", "csv", "png"):
         assert (release_dir / f"frontier.{ext}").stat().st_size > 0
     rows = load_rows(str(release_dir))
-    assert len(rows) == 3                                      # epsilon 1 and two sigmas below it
+    assert len(rows) == 2                                      # sigma 1e-4 and the sigma of epsilon 1
     for r in rows:                                             # every figure finite, or null with a reason
         assert r["k"] == 2 and math.isfinite(r["Delta"]) and r["realised_distance"] > 0
         assert r["looseness_ratio"] == pytest.approx(r["Delta"] / r["realised_distance"])
