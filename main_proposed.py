@@ -6,8 +6,11 @@
 Trains (or reuses) the original model, precomputes (or reuses) the bank of per-sample
 approximators a_u, then unlearns U: w = w_T + sum_{u in U} a_u, one request at a time
 (default) or as one batch (--batch_unlearn). --application adds Gaussian noise calibrated
-by the analytic Gaussian mechanism to the sensitivity bound. Saves "Proposed" (and
-"Proposed_noise") under --log_dir; prints the distance to Retrain when it is available.
+by the analytic Gaussian mechanism to the sensitivity bound (or --std sigma), and reports the
+epsilon that sigma certifies at --delta, the bound Delta against the realised distance to
+Retrain, and the spread over --noise_seeds K noise draws. Saves "Proposed" and, per draw k,
+"Proposed_noise" keyed by --noise_seed k (what main_MIAL.py / main_MIAU.py --noise_seed k
+attack) under --log_dir; prints the distance to Retrain when it is available.
 
 Sharded precompute (each rank owns a contiguous shard of the bank rows; rank 0 writes
 the outputs):
@@ -22,7 +25,8 @@ import statistics
 
 import torch
 
-from utils.certify import analytic_gaussian_sigma, sensitivity_bound
+from utils.certify import analytic_gaussian_sigma, certified_epsilon, looseness, noise_draws, \
+    sensitivity_bound, spread
 from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
 from utils import distributed
 from utils.hf import check_memory_budget, precompute_bank
@@ -32,19 +36,78 @@ from utils.options import parse_args
 from utils.report import finish, info, table
 
 CHEAP_RETRAIN_MODELS = ("logistic", "mlp")
+RHO_MEASURED = "power iteration (a lower estimate of sup_t ||I - eta_t J_t||)"
 
 
 def certify(args, exp, engine):
-    """(sigma, record) for --application: rho measured (or --rho), Delta bound, sigma."""
+    """The record of --application: rho measured (or --rho), Delta bound, sigma, and the
+    epsilon that sigma certifies at --delta (None with the reason when nothing is certified)."""
     rho = args.rho if args.rho is not None else engine.rho
     T = len(exp.schedule)
     Bs = math.ceil(exp.n / args.batch_size)
     delta_bound = sensitivity_bound(args.lr, args.lr_decay, args.clip, T, Bs, len(exp.U),
                                     args.batch_size, rho)
     sigma = args.std if args.std > 0 else analytic_gaussian_sigma(args.epsilon, args.delta, delta_bound)
-    return sigma, {"epsilon": args.epsilon, "delta": args.delta, "rho": rho,
-                   "rho_measured": engine.rho, "sensitivity": delta_bound, "sigma": sigma,
-                   "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism"}
+    eps, why = certified_epsilon(sigma, args.delta, delta_bound)
+    return {"epsilon": args.epsilon, "delta": args.delta, "rho": rho,
+            "rho_measured": engine.rho, "sensitivity": delta_bound, "sigma": sigma,
+            "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism",
+            "rho_source": "--rho" if args.rho is not None else RHO_MEASURED,
+            "certified_epsilon": eps, "certified_epsilon_note": why}
+
+
+def noised_releases(args, exp, w, w_re, cert, common):
+    """Save the --noise_seeds K draws w + sigma z_k as Proposed_noise keyed by --noise_seed k;
+    return the record of draw --noise_seed, with the spread over the K draws."""
+    if not math.isfinite(cert["sigma"]):
+        raise InputError(f"--application: sigma is not finite (Delta {cert['sensitivity']:.4g}); "
+                         f"pass a finite --std or a smaller --rho")
+    realised = float((w - w_re).double().norm()) if w_re is not None else None
+    cert = dict(cert, **looseness(cert["sensitivity"], realised), noise_seeds=args.noise_seeds)
+    draws = []
+    for z in noise_draws(exp.fm.d, args.seed, args.noise_seeds, w.dtype):
+        w_k = w + cert["sigma"] * z.to(exp.device)
+        if not bool(torch.isfinite(w_k).all()):
+            raise InputError(f"--application: the noised release is not finite (Delta {cert['sensitivity']:.4g}, "
+                             f"sigma {cert['sigma']:.4g}); pass a finite --std or a smaller --rho")
+        metrics = exp.metrics(w_k)
+        if w_re is not None:
+            metrics["distance"] = float((w_k.double() - w_re.double()).norm())
+        draws.append((w_k, metrics))
+    keys = [k for k in ("test_acc", "forget_acc", "remain_acc", "test_loss", "distance") if k in draws[0][1]]
+    cert["noise_draws"] = {k: spread([m[k] for _, m in draws]) for k in keys}
+    chosen = args.noise_seed
+    try:
+        for k, (w_k, metrics) in enumerate(draws):
+            args.noise_seed = k                      # the draw index keys the saved model
+            metrics.update(common, **cert, noise_seed=k)
+            metrics["model"] = exp.save_method("Proposed_noise", w_k, metrics)
+    finally:
+        args.noise_seed = chosen
+    return draws[chosen][1]
+
+
+def certified_text(c):
+    """Human lines for the certified release: mechanism, certified epsilon, looseness, spread."""
+    eps = (f"{c['certified_epsilon']:.4g}" if c["certified_epsilon"] is not None
+           else f"infinite ({c['certified_epsilon_note']})")
+    lines = [f"certified noise: epsilon {c['epsilon']}, delta {c['delta']}, rho {c['rho']:.6f}, "
+             f"Delta {c['sensitivity']:.4g}, sigma {c['sigma']:.4g} ({c['sigma_source']}); "
+             f"certified epsilon at this sigma and delta: {eps}"]
+    if c["rho_source"] == RHO_MEASURED:
+        lines.append("note: rho is measured by power iteration, which can only underestimate the operator norm, "
+                     "so Delta and the certified epsilon are estimates, not a proof; --rho with a proven upper "
+                     "bound makes them rigorous")
+    if c["realised_distance"] is None:
+        lines.append(f"looseness: Delta {c['sensitivity']:.4g}; no Retrain model, so no realised distance")
+    else:
+        ratio = "-" if c["looseness_ratio"] is None else f"{c['looseness_ratio']:.4g}"
+        lines.append(f"looseness: Delta {c['sensitivity']:.4g} vs realised ||w_unlearned - w_retrain|| "
+                     f"{c['realised_distance']:.4g}: ratio {ratio}")
+    for k, s in c["noise_draws"].items():
+        lines.append(f"  {k} over {s['k']} noise draw(s): mean {s['mean']:.4f}, std {s['std']:.4f}, "
+                     f"min {s['min']:.4f}, max {s['max']:.4f}")
+    return "\n".join(lines)
 
 
 def reference_retrain(exp):
@@ -85,6 +148,9 @@ def precompute_note(args, seconds, figures):
 
 def main():
     args = parse_args()
+    if args.application and args.noise_seed >= args.noise_seeds:
+        raise InputError(f"--noise_seed: draw {args.noise_seed} is not among the --noise_seeds "
+                         f"{args.noise_seeds} draws 0..{args.noise_seeds - 1}; raise --noise_seeds")
     use_cuda = args.gpu >= 0 and torch.cuda.is_available()
     ctx = distributed.from_environment(use_cuda)
     if ctx.distributed and args.hf_mode == "replay":
@@ -117,12 +183,6 @@ def main():
     if args.hf_mode == "bank":
         common.update(bank_shards_read=engine.shards_read, bank_read_s=engine.read_s)
     results = {"Proposed": (w, dict(exp.metrics(w), **common))}
-    if args.application:
-        sigma, cert = certify(args, exp, engine)
-        gen = torch.Generator(device="cpu").manual_seed(args.seed)
-        noise = torch.randn(exp.fm.d, generator=gen, dtype=w.dtype).to(exp.device)
-        w_noise = w + sigma * noise
-        results["Proposed_noise"] = (w_noise, {**exp.metrics(w_noise), **common, **cert})
     w_re, how = reference_retrain(exp)
     rows, summary = [], {"train_s": train_s}
     candidates = [("Original", w_T, exp.metrics(w_T))] + [(k, v[0], v[1]) for k, v in results.items()]
@@ -133,6 +193,10 @@ def main():
             metrics["model"] = exp.save_method(name, wm, metrics)
         rows.append(dict(method=name, **metrics))
         summary[name] = metrics
+    if args.application:
+        noisy = noised_releases(args, exp, w, w_re, certify(args, exp, engine), common)
+        rows.append(dict(method=f"Proposed_noise[{args.noise_seed}]", **noisy))
+        summary["Proposed_noise"] = noisy
     cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "test_loss"]
     text = table(rows, cols) + (
         f"\n{args.hf_mode} mode: precompute {common['precompute_s']:.2f}s "
@@ -143,9 +207,7 @@ def main():
     if w_re is not None:
         text += f"\ndistance to Retrain ({how})"
     if args.application:
-        c = results["Proposed_noise"][1]
-        text += (f"\ncertified noise: epsilon {c['epsilon']}, delta {c['delta']}, rho {c['rho']:.6f}, "
-                 f"Delta {c['sensitivity']:.4g}, sigma {c['sigma']:.4g} ({c['sigma_source']})")
+        text += "\n" + certified_text(summary["Proposed_noise"])
     finish(summary, args.json, text)
     ctx.close()
 

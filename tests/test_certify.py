@@ -1,13 +1,15 @@
 """Certified noise: analytic Gaussian sigma, the sensitivity bound, the rho estimate."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy.optimize import brentq
+from scipy.stats import norm
 
 from conftest import WINE, run_script
-from utils.certify import PowerIteration, analytic_gaussian_sigma, gaussian_delta, \
-    geometric_quotient, sensitivity_bound
+from utils.certify import NOTHING_CERTIFIED, PowerIteration, analytic_gaussian_sigma, \
+    certified_epsilon, gaussian_delta, geometric_quotient, log_gaussian_delta, sensitivity_bound
 from utils.hvp import _Jacobian
 
 
@@ -22,6 +24,57 @@ def test_sigma_is_the_smallest_satisfying_the_exact_condition(eps, delta, sens):
     ref = brentq(lambda s: gaussian_delta(s, eps, sens) - delta, 1e-3 * sens, 1e3 * sens, xtol=1e-12)
     assert sigma == pytest.approx(ref, rel=1e-8)
     assert gaussian_delta(sigma * 0.99, eps, sens) > delta > gaussian_delta(sigma * 1.01, eps, sens)
+
+
+def random_settings(seed, k):
+    """k fresh (epsilon, delta, Delta) with epsilon in [0.05, 50], delta in [1e-8, 0.5]."""
+    rng = np.random.RandomState(seed)
+    return zip(10 ** rng.uniform(np.log10(0.05), np.log10(50), k), 10 ** rng.uniform(-8, np.log10(0.5), k),
+               10 ** rng.uniform(-2, 1, k))
+
+
+def test_certified_epsilon_round_trip():
+    for eps, delta, sens in random_settings(7, 25):
+        sigma = analytic_gaussian_sigma(eps, delta, sens)
+        back, reason = certified_epsilon(sigma, delta, sens)
+        assert reason == "certified" and back == pytest.approx(eps, rel=1e-6)
+        assert gaussian_delta(sigma, back, sens) <= delta * (1 + 1e-9)      # what is returned is certified
+
+
+def brute_epsilon(sigma, delta, sens, hi, points=200001):
+    """Slow reference: the first point of a fine grid on [0, hi] where the direct formula
+    Phi(a - b) - e^eps Phi(-a - b) is <= delta."""
+    eps = np.linspace(0.0, hi, points)
+    a, b = sens / (2 * sigma), eps * sigma / sens
+    d = norm.cdf(a - b) - np.exp(eps) * norm.cdf(-a - b)
+    first = int(np.argmax(d <= delta))
+    assert d[first] <= delta
+    return eps[first], hi / (points - 1)
+
+
+def test_certified_epsilon_matches_a_brute_scan():
+    rng = np.random.RandomState(11)
+    for _ in range(12):
+        sens, delta = 10 ** rng.uniform(-1, 1), 10 ** rng.uniform(-6, -1)
+        sigma = sens * 10 ** rng.uniform(-0.7, 1)
+        got, _ = certified_epsilon(sigma, delta, sens)
+        ref, step = brute_epsilon(sigma, delta, sens, hi=2 * got + 1)
+        assert ref - step <= got <= ref + 1e-9
+
+
+def test_certified_epsilon_decreases_in_sigma_and_infinite_cases():
+    sens, delta = 1.96, 0.1
+    sigmas = np.geomspace(1e-4, 10, 30)
+    eps = [certified_epsilon(s, delta, sens)[0] for s in sigmas]
+    assert all(e1 > e2 for e1, e2 in zip(eps, eps[1:]) if e2 > 0)
+    assert eps[-1] == 0.0 and gaussian_delta(10, 0.0, sens) <= delta
+    # the log-space form agrees with the direct formula where the latter is representable
+    for s, e in [(0.5, 3.0), (2.0, 0.2), (0.05, 600.0)]:
+        direct = gaussian_delta(s, e, sens)
+        assert math.log(direct) == pytest.approx(log_gaussian_delta(s, e, sens), rel=1e-6)
+    for sigma, s in [(0.0, sens), (1.0, math.inf), (1e-200, sens)]:
+        value, reason = certified_epsilon(sigma, delta, s)
+        assert value is None and reason.startswith(NOTHING_CERTIFIED)
 
 
 def test_geometric_quotient_and_bound():

@@ -5,6 +5,10 @@
       Phi(Delta/(2 sigma) - eps sigma/Delta) - e^eps Phi(-Delta/(2 sigma) - eps sigma/Delta) <= delta,
 
   computed with ``dp_accounting.get_sigma_gaussian`` (sensitivity 1) scaled by Delta.
+* certified epsilon: the inverse for a given sigma, the smallest epsilon >= 0 with
+  delta(epsilon) <= delta (delta(epsilon) is the left side above, decreasing in epsilon),
+  found by bisection on log delta(epsilon) so that e^epsilon never overflows; infinite
+  (None with a reason) when sigma = 0, Delta is infinite, or no finite epsilon is found.
 * Delta: the authors' bound on ||w_unlearned - w_retrain|| (eta0 = lr, gamma = lr_decay,
   c = clip, T steps, Bs = ceil(n/|B|) steps per epoch, m deletions, rho >= sup_t ||I - eta_t J_t||):
 
@@ -13,6 +17,10 @@
 
   with every quotient (a^K - b^K)/(a - b) evaluated as the geometric sum
   sum_{k<K} a^k b^{K-1-k}, which stays finite when a = b.
+* looseness: Delta against the realised distance ||w_unlearned - w_retrain|| and their ratio.
+* noise draws: draw k of the release is the k-th N(0, I) vector of one CPU generator seeded
+  with the training seed, so draw k does not depend on how many draws are made; figures of
+  the K noised models are summarised by mean, std (population), min and max.
 * rho: ||I - eta_t J_t||_2 by power iteration on M^T M (M = I - eta_t J_t), warm-started
   from the previous step's vector; the maximum over steps.
 """
@@ -20,7 +28,10 @@ import math
 
 import torch
 from dp_accounting import get_sigma_gaussian
+from scipy.special import log_ndtr
 from scipy.stats import norm
+
+NOTHING_CERTIFIED = "nothing certified"
 
 
 def analytic_gaussian_sigma(epsilon, delta, sensitivity=1.0):
@@ -32,6 +43,70 @@ def gaussian_delta(sigma, epsilon, sensitivity=1.0):
     """delta achieved by N(0, sigma^2) at sensitivity Delta (Balle & Wang, Theorem 8)."""
     a, b = sensitivity / (2 * sigma), epsilon * sigma / sensitivity
     return norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b)
+
+
+def log_gaussian_delta(sigma, epsilon, sensitivity=1.0):
+    """log delta(epsilon) of the analytic Gaussian mechanism, stable for large epsilon:
+
+        log delta = log Phi(a - b) + log(1 - exp(epsilon + log Phi(-a - b) - log Phi(a - b))),
+
+    a = Delta/(2 sigma), b = epsilon sigma/Delta; -inf when delta(epsilon) <= 0."""
+    a, b = sensitivity / (2 * sigma), epsilon * sigma / sensitivity
+    head = float(log_ndtr(a - b))
+    x = epsilon + float(log_ndtr(-a - b)) - head
+    return head + math.log(-math.expm1(x)) if x < 0 else -math.inf
+
+
+def certified_epsilon(sigma, delta, sensitivity, rel_tol=1e-12, max_epsilon=1e300):
+    """(epsilon, reason): the smallest epsilon that N(0, sigma^2 I) certifies at ``delta``
+    for L2 sensitivity ``sensitivity``; (None, NOTHING_CERTIFIED + why) when infinite.
+
+    Bisection on the monotone condition log delta(epsilon) <= log delta; the returned value
+    is the upper end of the final bracket, so it is always certified."""
+    if not (sigma >= 0 and sensitivity >= 0 and 0 < delta < 1):
+        raise ValueError(f"certified_epsilon: need sigma >= 0, sensitivity >= 0, 0 < delta < 1; "
+                         f"got {sigma}, {sensitivity}, {delta}")
+    if math.isinf(sensitivity) or math.isnan(sensitivity):
+        return None, f"{NOTHING_CERTIFIED}: the sensitivity bound Delta is not finite"
+    if sensitivity == 0 or math.isinf(sigma):
+        return 0.0, "certified"
+    if sigma == 0:
+        return None, f"{NOTHING_CERTIFIED}: no noise (sigma = 0)"
+    target = math.log(delta)
+
+    def ok(eps):
+        return log_gaussian_delta(sigma, eps, sensitivity) <= target
+
+    if ok(0.0):
+        return 0.0, "certified"
+    lo, hi = 0.0, 1.0
+    while not ok(hi):
+        lo, hi = hi, 2 * hi
+        if hi > max_epsilon:
+            return None, f"{NOTHING_CERTIFIED}: no finite epsilon up to {max_epsilon:.0e} (sigma too small for Delta)"
+    while hi - lo > rel_tol * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi, "certified"
+
+
+def looseness(sensitivity, realised):
+    """Delta, the realised distance to Retrain (None when no Retrain) and Delta / distance."""
+    ratio = sensitivity / realised if realised is not None and realised > 0 else None
+    return {"sensitivity": sensitivity, "realised_distance": realised, "looseness_ratio": ratio}
+
+
+def noise_draws(d, seed, K, dtype):
+    """The first K standard normal vectors in R^d of a CPU generator seeded with ``seed``."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    return [torch.randn(d, generator=gen, dtype=dtype) for _ in range(K)]
+
+
+def spread(values):
+    """mean, std, min, max of a non-empty list of floats (std over the K draws, ddof 0)."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values), "k": len(values)}
 
 
 def geometric_quotient(a, b, K):

@@ -46,6 +46,8 @@ def build_parser():
     a("--delta", type=float, default=0.1, help="privacy delta of the certified noise, in (0, 1)")
     a("--std", type=float, default=0.0, help="noise standard deviation override (> 0 replaces the computed sigma)")
     a("--rho", type=float, default=None, help="override the measured contraction bound rho >= sup_t ||I - eta_t J_t||")
+    a("--noise_seeds", type=int, default=1, help="K noise draws of the certified release (main_proposed.py saves draws 0..K-1)")
+    a("--noise_seed", type=int, default=0, help="which noise draw (0..K-1) of the certified release a script reads or reports")
     # --- second-order baselines ---
     a("--damping_factor", type=float, default=1e-2, help="damping kappa added to the Hessian (NU, IJ)")
     a("--hessian_solver", choices=["auto", "cholesky", "lu"], default="auto",
@@ -98,7 +100,7 @@ def validate(args):
     if not ok:
         raise InputError(f"--model: {args.model} does not fit dataset {args.dataset}: {why}")
     positive_ints = ["epochs", "batch_size", "num_dataset", "bs", "n_shadows",
-                     "neggrad_batch"]
+                     "neggrad_batch", "noise_seeds"]
     for name in positive_ints:
         if getattr(args, name) <= 0:
             raise InputError(f"--{name}: must be a positive integer, got {getattr(args, name)}")
@@ -107,6 +109,8 @@ def validate(args):
             raise InputError(f"--{name}: must be positive, got {getattr(args, name)}")
     if not 0 < args.lr_decay <= 1:
         raise InputError(f"--lr_decay: must be in (0, 1], got {args.lr_decay}")
+    if args.noise_seed < 0:
+        raise InputError(f"--noise_seed: must be a non-negative draw index, got {args.noise_seed}")
     if not 0 < args.delta < 1:
         raise InputError(f"--delta: must be in (0, 1), got {args.delta}")
     if args.regularization < 0 or args.damping_factor < 0 or args.std < 0:

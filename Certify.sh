@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The certified release's privacy-utility frontier (main_proposed.py --application).
+# For each setting: the releases at epsilon 0.1, 1, 10, 100 (sigma from the analytic Gaussian
+# mechanism at the default delta) and at GRID log-spaced values of --std from 1e-4 up to (not
+# including) the sigma certified at epsilon 1; each release is drawn NOISE_SEEDS times, and every draw is attacked
+# with LiRA on the forget set (shadows trained once per setting) and MIA-U (LR, direct_diff).
+# tools/frontier.py then writes one table (Markdown + CSV) and one figure per setting.
+# Settings: MNIST logistic (paper flags, m = 50) and the Wine MLP (Wine.sh flags, m = 7).
+# Overrides: NOISE_SEEDS=K (3), GRID=G sigmas (6), EPSILONS="...", SHADOWS (16), SETTINGS.
+# QUICK=1: the Wine MLP only, n=80, 5 epochs, m=8, 2 draws, sigmas 1e-4 and sigma(epsilon 1), 4 shadows.
+SWEEP=Certify
+source "$(dirname "$0")/sweeps/common.sh"
+
+K=${NOISE_SEEDS:-3}; GRID=${GRID:-6}; EPSILONS=${EPSILONS:-0.1 1 10 100}; SHADOWS=${SHADOWS:-16}
+SETTINGS=${SETTINGS:-mnist_logistic wine_mlp}
+if [ "$QUICK" = "1" ]; then K=2; GRID=1; EPSILONS="1"; SHADOWS=4; SETTINGS="wine_mlp"; fi
+case " $EPSILONS " in *" 1 "*) ;; *) EPSILONS="$EPSILONS 1" ;; esac    # the grid tops out at sigma(epsilon 1)
+
+flags() {
+    case "$1" in
+        mnist_logistic) echo "--model logistic --dataset mnist --num_dataset 1000 --batch_size 32 --epochs 15 --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5 --seed 42 --num_forget 50" ;;
+        wine_mlp)
+            if [ "$QUICK" = "1" ]; then
+                echo "--model mlp --dataset wine --num_dataset 80 --batch_size 32 --epochs 5 --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed 42 --num_forget 8"
+            else
+                echo "--model mlp --dataset wine --num_dataset 142 --batch_size 64 --epochs 40 --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed 42 --num_forget 7"
+            fi ;;
+        *) echo "Certify.sh: unknown setting $1 (mnist_logistic, wine_mlp)" >&2; exit 2 ;;
+    esac
+}
+
+# `capture OUT script FLAGS...`: run the script with --json into OUT (atomically); skipped
+# when OUT exists and was written by the same command line.
+capture() {
+    local out=$1; shift
+    local cmd="python3 $* $COMMON --json"
+    if [ -f "$out" ] && [ "$(cat "$out.cmd" 2>/dev/null)" = "$cmd" ]; then
+        echo "cached: $cmd" >&2
+        return 0
+    fi
+    echo "+ $cmd" >&2
+    mkdir -p "$(dirname "$out")"
+    # shellcheck disable=SC2086
+    if ! python3 "$@" $COMMON --json >"$out.tmp"; then
+        echo "sweep $SWEEP stopped: this command failed: $cmd" >&2
+        exit 1
+    fi
+    printf '%s' "$cmd" >"$out.cmd"
+    mv "$out.tmp" "$out"
+}
+
+# `release DIR TAG FLAGS...`: one certified release, its K draws, and the attacks on each draw
+release() {
+    local dir=$1 tag=$2; shift 2
+    capture "$dir/$tag-proposed.json" main_proposed.py "$@" --application --noise_seeds "$K"
+    for ((i = 0; i < K; i++)); do
+        capture "$dir/$tag-lira-$i.json" main_MIAL.py "$@" --noise_seed "$i" --n_shadows "$SHADOWS"
+        capture "$dir/$tag-miau-$i.json" main_MIAU.py "$@" --noise_seed "$i" --attack_model LR --method direct_diff
+    done
+}
+
+for setting in $SETTINGS; do
+    F=$(flags "$setting")
+    DIR="$RESULTS_DIR/$setting"
+    # shellcheck disable=SC2086
+    run main_retrain.py $F
+    for eps in $EPSILONS; do
+        # shellcheck disable=SC2086
+        release "$DIR" "eps$eps" $F --epsilon "$eps"
+    done
+    # shellcheck disable=SC2086
+    TOP=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['Proposed_noise']['sigma'])" "$DIR/eps1-proposed.json")
+    for std in $(python3 -c "import numpy, sys; print(' '.join(f'{s:.3g}' for s in numpy.geomspace(1e-4, float(sys.argv[1]), int(sys.argv[2]) + 1)[:-1]))" "$TOP" "$GRID"); do
+        # shellcheck disable=SC2086
+        release "$DIR" "std$std" $F --std "$std"
+    done
+    python3 -m tools.frontier --release_dir "$DIR" --title "$setting"
+done
+echo "sweep $SWEEP done: tables and figures in $RESULTS_DIR/<setting>/frontier.*" >&2

@@ -1,0 +1,1 @@
+"""Command-line tools that read results written by the sweeps."""
