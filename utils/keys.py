@@ -76,7 +76,7 @@ FLAGS = {
     "hf_candidates": keys("Proposed", "Proposed_noise", "hfbank"),
     "epsilon": keys("Proposed_noise"), "delta": keys("Proposed_noise"), "std": keys("Proposed_noise"),
     "rho": keys("Proposed_noise"),
-    "noise_seed": keys("Proposed_noise", "mia"),
+    "noise_seed": keys("Proposed_noise"),
     "noise_seeds": nothing("how many draws are saved: draw k is the k-th vector of one seeded stream "
                            "whatever K, and the spread stored with it records its K"),
     "floor": keys("floor"),
