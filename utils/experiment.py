@@ -39,11 +39,13 @@ METHOD_FLAGS = {
     "IJ": ["damping_factor"],
     "Finetune": ["finetune_epochs"],
     "NegGrad": ["neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"],
+    "Floor": ["retrain_norm", "floor"],
 }
 # The script that writes each method, for "run this first" messages.
 METHOD_SCRIPTS = {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
                   "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
-                  "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py"}
+                  "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py",
+                  "Floor": "main_eva.py"}
 
 TRAIN_FLAGS = ["dataset", "model", "num_dataset", "batch_size", "epochs", "lr", "lr_decay",
                "seed", "clip", "regularization", "reshuffle", "pretrained"]
