@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-from conftest import WINE, run_script
+from conftest import run_script
 from utils.evaluation import aggregate_csv, aggregate_markdown, text_table
 from utils.experiment import Experiment
-from utils.floor import WITHIN, annotate, floor_model, perturbed_w0
+from utils.errors import InputError
+from utils.floor import KINDS, WITHIN, annotate, ensure_floor, floor_model, perturbed_w0
 from utils.functional import FlatModel
 from utils.options import parse_args
 from utils.sweep_figures import floor_curve
@@ -113,17 +114,15 @@ def test_main_eva_computes_caches_and_reports_the_floor(dirs):
     assert floor == pytest.approx(float((w_floor.double() - w_retrain.double()).norm()), rel=1e-12)
     second = run_script("main_eva.py", *flags, "--json")
     assert "computing the noise floor" not in second.stderr and json.loads(second.stdout) == rows
-    # another kind is another cached model
-    other = json.loads(run_script("main_eva.py", *flags, "--json", "--floor", "float64").stdout)
-    assert len(glob.glob(str(dirs[1]) + "/**/Floor-*.pt", recursive=True)) == 2
-    assert other["Original"]["floor"] != floor
 
 
-def test_floor_needs_the_retrain_first(dirs):
-    proc = run_script("main_eva.py", *LOGISTIC, *dirs, "--floor", "threads", check=False)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "main_retrain.py" in proc.stderr
+def test_floor_is_keyed_by_its_kind_and_needs_the_retrain_first(dirs):
+    exp = experiment(dirs, LOGISTIC, "--floor", "threads")
+    with pytest.raises(InputError, match="main_retrain.py"):
+        ensure_floor(exp)
     assert not glob.glob(str(dirs[1]) + "/**/Floor-*", recursive=True)
+    paths = {kind: experiment(dirs, LOGISTIC, "--floor", kind).method_paths("Floor")[0] for kind in KINDS}
+    assert len(set(paths.values())) == 3
 
 
 def test_annotate_applies_the_rule():

@@ -10,11 +10,12 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, WINE, run_script
+from conftest import ROOT, WINE
 from utils.experiment import Experiment
 from utils.functional import FlatModel
 from utils.hf import recursion
-from utils.linearity import S_VALUES, table_rows, weighted_train
+from utils.errors import InputError
+from utils.linearity import S_VALUES, diagnose, table_rows, weighted_train
 from utils.options import parse_args
 
 SMALL = WINE + ["--epochs", "3", "--num_dataset", "60", "--num_forget", "4"]
@@ -66,12 +67,11 @@ def test_residual_shrinks_like_s_squared_on_a_convex_model(dirs):
 
 
 def test_command_writes_table_json_and_png(dirs):
-    run_script("main_retrain.py", *SMALL, *dirs)
     proc = linearity(*SMALL, *dirs, "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert [r["s"] for r in out["rows"]] == list(S_VALUES)
-    assert out["retrain_max_abs_diff"] == 0.0 and out["approximators"] == "replay"
+    assert out["retrain_max_abs_diff"] is None and out["approximators"] == "replay"   # no Retrain cached
     assert out["floor"] > 0 and out["floor"] < 1e-2 * out["rows"][-1]["distance"]
     assert out["rows"][-1]["distance"] > out["rows"][0]["distance"] > 0
     (png,) = glob.glob(str(dirs[3]) + "/linearity-*.png")
@@ -79,6 +79,7 @@ def test_command_writes_table_json_and_png(dirs):
     assert glob.glob(str(dirs[3]) + "/linearity-*.txt") and glob.glob(str(dirs[1]) + "/**/Floor-*.pt", recursive=True)
 
 
-def test_command_refuses_the_mean_normaliser(dirs):
-    proc = linearity(*SMALL, *dirs, "--retrain_norm", "mean")
-    assert proc.returncode == 2 and "--retrain_norm" in proc.stderr.strip().splitlines()[-1]
+def test_diagnostic_refuses_the_mean_normaliser(dirs):
+    exp = Experiment(parse_args(SMALL + dirs + ["--retrain_norm", "mean"]))
+    with pytest.raises(InputError, match="--retrain_norm"):
+        diagnose(exp)
