@@ -6,10 +6,11 @@ One configuration: for Original (w_T) and every method saved for the current fla
 
 with test / forget / remaining accuracy and loss, precompute and unlearning time and
 storage from the method's own record, and the noise floor of the distance (``utils.floor``):
-every row carries ``floor``, ``floor_ratio`` = distance / floor and ``within_floor``. Results go to ``<results_dir>/eva-...json/.txt``,
-named by the full configuration; each file carries its ``setting`` (the configuration
-without the seed) and its ``seed``. The aggregate mode reads every such file and reports
-mean ± std (population std, numpy's default) over the seeds of each (setting, method).
+every row carries ``floor``, ``floor_ratio`` = distance / floor and ``within_floor``.
+Results go to ``<results_dir>/eva-...json/.txt``, named by the full configuration; each file
+carries its ``setting`` (the configuration without the seed) and its ``seed``. The aggregate
+mode reads every such file and reports mean ± std (population std, numpy's default) over the
+seeds of each (setting, method).
 """
 import csv
 import glob
@@ -26,8 +27,8 @@ from utils.errors import InputError
 from utils.floor import RULE, WITHIN
 from utils.report import table
 
-METRICS = ["distance", "floor", "floor_ratio", "test_acc", "test_loss", "forget_acc", "remain_acc", "precompute_s",
-           "unlearn_s", "storage_bytes"]
+METRICS = ["distance", "floor", "floor_ratio", "test_acc", "test_loss", "forget_acc", "remain_acc",
+           "precompute_s", "unlearn_s", "storage_bytes"]
 ACCURACIES = ["test_acc", "test_loss", "forget_acc", "forget_loss", "remain_acc", "remain_loss"]
 PREFIX = "eva-"
 
