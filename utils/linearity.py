@@ -55,13 +55,14 @@ def table_rows(w_T, runs, a_sum):
 
 def plot(rows, floor, title, path):
     """Log-log PNG: distance, predicted and residual against s, the floor, and c s^2 through
-    the smallest s's residual. Written atomically."""
+    the largest s's residual (the residual follows it down where the first-order model holds).
+    Written atomically."""
     s = [r["s"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.plot(s, [r["distance"] for r in rows], "o-", label="||w_T(s) - w_T||")
     ax.plot(s, [r["predicted"] for r in rows], "s--", label="s ||sum_u a_u|| (first order)")
     ax.plot(s, [r["residual"] for r in rows], "^-", label="residual ||w_T(s) - (w_T + s sum a_u)||")
-    c = rows[0]["residual"] / s[0] ** 2
+    c = rows[-1]["residual"] / s[-1] ** 2
     ax.plot(s, [c * x ** 2 for x in s], "k:", label="c s^2")
     if floor is not None and floor > 0:
         ax.axhline(floor, color="grey", ls="--", label="noise floor")
