@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from utils.evaluation import aggregate_csv, aggregate_markdown, text_table
+from utils.evaluation import _label, aggregate_csv, aggregate_markdown, text_table
 from utils.experiment import Experiment
 from utils.errors import InputError
 from utils.floor import KINDS, WITHIN, annotate, ensure_floor, floor_model, perturbed_w0
@@ -162,3 +162,5 @@ def test_aggregate_tables_and_figure_carry_the_floor():
     header = aggregate_csv(agg).splitlines()[0].split(",")
     assert "floor_mean" in header and "floor_ratio_mean" in header
     assert floor_curve(agg, "num_forget") == {("mnist", "cnn"): [(10, 0.03, 0.01)]}
+    assert _label(setting) == "mnist/cnn n=1000 m=10 lr=0.05 epochs=20"
+    assert _label(dict(setting, floor="threads")).endswith(" epochs=20 floor=threads")

@@ -96,8 +96,10 @@ def write_result(exp, rows):
 
 # ---------------------------------------------------------------------- aggregate mode
 def _label(setting):
+    """Row label; a floor other than the default 'perturb' is named."""
+    floor = setting.get("floor", "perturb")
     return (f"{setting['dataset']}/{setting['model']} n={setting['num_dataset']} m={setting['num_forget']} "
-            f"lr={setting['lr']} epochs={setting['epochs']}")
+            f"lr={setting['lr']} epochs={setting['epochs']}" + ("" if floor == "perturb" else f" floor={floor}"))
 
 
 def aggregate(results_dir):
