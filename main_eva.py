@@ -3,13 +3,16 @@
     python3 main_eva.py <the flags of the runs>            one configuration
     python3 main_eva.py --aggregate --results_dir results   mean ± std over the seeds found
 
-One configuration: a table of the L2 distance to Retrain, accuracies and losses, precompute
+One configuration: a table of the L2 distance to Retrain, the noise floor (--floor; computed
+by one retrain and cached when missing), distance / floor, accuracies and losses, precompute
 and unlearning time and storage for Original and every method saved under --log_dir for
-these flags, written to --results_dir as text and JSON. --json prints {method: row}.
+these flags, written to --results_dir as text and JSON. --json prints {method: row}, every
+row with floor, floor_ratio and within_floor.
 Aggregate: per (setting, method) mean ± std over seeds, as Markdown and CSV.
 """
 from utils.evaluation import aggregate, compare, text_table, write_aggregate, write_result
 from utils.experiment import Experiment, run_main
+from utils.floor import annotate, ensure_floor
 from utils.options import parse_args
 from utils.report import finish, info
 
@@ -22,9 +25,10 @@ def main():
         finish(agg, args.json, open(md).read() + f"\nwritten: {md}, {cs}")
         return
     exp = Experiment(args)
-    rows = compare(exp)
+    ensure_floor(exp)
+    rows = annotate(compare(exp))
     txt, js = write_result(exp, rows)
-    info(f"{args.dataset}/{args.model} n={exp.n} m={len(exp.U)} seed={args.seed}; distance = L2 to Retrain")
+    info(f"{args.dataset}/{args.model} n={exp.n} m={len(exp.U)} seed={args.seed}; distance = L2 to Retrain, floor: {args.floor}")
     finish(rows, args.json, text_table(rows) + f"\nwritten: {txt}, {js}")
 
 

@@ -5,12 +5,13 @@ One configuration: for Original (w_T) and every method saved for the current fla
     distance = ||w_method - w_retrain||_2   over all parameters,
 
 with test / forget / remaining accuracy and loss, precompute and unlearning time and
-storage from the method's own record. Accuracies and losses are computed now, for the
-current forget set and test set, never read from a stored record. Results go to
-``<results_dir>/eva-...json/.txt``, named by a key of every input of the saved models
-(``Experiment.result_identity``); each file carries its ``setting`` (the configuration
-without the seed) and its ``seed``. The aggregate mode reads every such file and reports
-mean ± std (population std, numpy's default) over the seeds of each (setting, method).
+storage from the method's own record, and the noise floor of the distance (``utils.floor``):
+every row carries ``floor``, ``floor_ratio`` = distance / floor and ``within_floor``.
+Accuracies and losses are computed now, for the current forget set and test set, never read
+from a stored record. Results go to ``<results_dir>/eva-...json/.txt``, named by a key of every
+input of the saved models (``Experiment.result_identity``); each file carries its ``setting``
+(the configuration without the seed) and its ``seed``. The aggregate mode reads every such file
+and reports mean ± std (population std, numpy's default) over the seeds of each (setting, method).
 """
 import csv
 import glob
@@ -25,10 +26,11 @@ from utils.experiment import METHOD_FLAGS
 from utils.errors import InputError
 from utils.finite import distance
 from utils.provenance import provenance
+from utils.floor import RULE, WITHIN
 from utils.report import table
 
-METRICS = ["distance", "test_acc", "test_loss", "forget_acc", "remain_acc", "precompute_s",
-           "unlearn_s", "storage_bytes"]
+METRICS = ["distance", "floor", "floor_ratio", "test_acc", "test_loss", "forget_acc", "remain_acc",
+           "precompute_s", "unlearn_s", "storage_bytes"]
 ACCURACIES = ["test_acc", "test_loss", "forget_acc", "forget_loss", "remain_acc", "remain_loss"]
 PREFIX = "eva-"
 
@@ -74,8 +76,11 @@ def compare(exp):
 
 
 def text_table(rows):
-    shown = [dict(r, method=name) for name, r in rows.items()]
-    return table(shown, ["method"] + METRICS)
+    """One line per method; a '~' after the name marks a distance within the floor rule."""
+    shown = [dict(r, method=name + (" ~" if r.get("within_floor") and name != "Retrain" else ""))
+             for name, r in rows.items()]
+    footer = f"\n{RULE}" if any("floor" in r for r in rows.values()) else ""
+    return table(shown, ["method"] + METRICS) + footer
 
 
 def result_base(exp):
@@ -101,8 +106,10 @@ def write_result(exp, rows):
 
 # ---------------------------------------------------------------------- aggregate mode
 def _label(setting):
+    """Row label; a floor other than the default 'perturb' is named."""
+    floor = setting.get("floor", "perturb")
     return (f"{setting['dataset']}/{setting['model']} n={setting['num_dataset']} m={setting['num_forget']} "
-            f"lr={setting['lr']} epochs={setting['epochs']}")
+            f"lr={setting['lr']} epochs={setting['epochs']}" + ("" if floor == "perturb" else f" floor={floor}"))
 
 
 def aggregate(results_dir):
@@ -146,14 +153,46 @@ def _cell(stat):
     return f"{stat['mean']:.4g} ± {stat['std']:.2g}"
 
 
+def _floor_stat(g):
+    """Mean ± std of the floor of one setting (the same in every method's rows)."""
+    for stats in g["methods"].values():
+        if "floor" in stats:
+            return stats["floor"]
+    return None
+
+
+def _distance_cell(stats, floor):
+    """'mean ± std (r x floor)' with '~' when mean distance <= WITHIN x mean floor."""
+    cell = _cell(stats)
+    if stats is None or floor is None or floor["mean"] <= 0:
+        return cell
+    r = stats["mean"] / floor["mean"]
+    return f"{cell} ({r:.3g}x)" + (" ~" if r <= WITHIN else "")
+
+
+def _distance_table(keyed, methods):
+    shown = [m for m in methods if m != "Retrain"]
+    lines = ["### L2 distance to the retrained model (mean ± std over seeds; (r x) = mean distance / "
+             "mean floor)", "",
+             "| setting | seeds | floor | " + " | ".join(shown) + " |",
+             "|---|---|---|" + "---|" * len(shown)]
+    for g in keyed:
+        floor = _floor_stat(g)
+        cells = [_distance_cell(g["methods"].get(m, {}).get("distance"), floor) for m in shown]
+        lines.append(f"| {g['label']} | {len(g['seeds'])} | {_cell(floor)} | " + " | ".join(cells) + " |")
+    lines += ["", f"{RULE} (applied to the means over seeds)."]
+    return "\n".join(lines)
+
+
 def aggregate_markdown(agg):
-    """Paper-style tables: settings (dataset/model/n/m) by methods, mean ± std over seeds."""
+    """Paper-style tables: settings (dataset/model/n/m) by methods, mean ± std over seeds; the
+    distance table has the floor column and each method's distance / floor."""
     methods = _methods_in_order(agg)
     keyed = sorted(agg.values(), key=lambda g: (g["setting"]["dataset"], g["setting"]["model"],
                                                 g["setting"]["num_forget"], g["setting"]["lr"],
                                                 g["setting"]["epochs"], g["label"]))
-    parts = []
-    for metric, title in [("distance", "L2 distance to the retrained model"), ("test_acc", "Test accuracy"),
+    parts = [_distance_table(keyed, methods)]
+    for metric, title in [("test_acc", "Test accuracy"),
                           ("forget_acc", "Accuracy on the forget set U"), ("unlearn_s", "Unlearning time (s)"),
                           ("precompute_s", "Precompute time (s)")]:
         lines = [f"### {title} (mean ± std over seeds)", "",

@@ -39,7 +39,8 @@ METHOD_FLAGS = {m: keys.FAMILIES[m] for m in keys.METHODS}
 # The script that writes each method, for "run this first" messages.
 METHOD_SCRIPTS = {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
                   "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
-                  "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py"}
+                  "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py",
+                  "Floor": "main_eva.py"}
 
 
 def select_device(gpu):

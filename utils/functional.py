@@ -77,10 +77,10 @@ def data_loss(fm, w, X, y, normaliser, weights=None):
     return ce.sum() / normaliser
 
 
-def data_gradient(fm, w, X, y, normaliser):
-    """grad_w (1/normaliser) sum_i CE_i(w), as a detached flat vector."""
+def data_gradient(fm, w, X, y, normaliser, weights=None):
+    """grad_w (1/normaliser) sum_i weights_i CE_i(w), as a detached flat vector."""
     w = w.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(data_loss(fm, w, X, y, normaliser), w)
+    (g,) = torch.autograd.grad(data_loss(fm, w, X, y, normaliser, weights), w)
     return g
 
 

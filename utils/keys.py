@@ -32,6 +32,8 @@ FAMILIES = {
     "IJ": ["damping_factor", "hessian_solver"],
     "Finetune": ["finetune_epochs"],
     "NegGrad": ["neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"],
+    # the noise floor of the distance: a perturbed (or float64, or other-thread-count) retrain
+    "Floor": ["retrain_norm", "floor"],
     # <train dir>/cache/<kind>-<key>
     "hfbank": ["retrain_norm", "bank_dtype"],
     "hessian": [],
@@ -40,7 +42,7 @@ FAMILIES = {
     # <results_dir>/MIAU-* and MIAL-* result files (also keyed by train, forget and every method)
     "mia": ["attack_model", "method", "n_shadows", "fix_variance", "n_nonmembers"],
 }
-METHODS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad"]
+METHODS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad", "Floor"]
 
 # family -> {input hashed into its key: the flags it is computed from}
 DERIVED = {
@@ -69,7 +71,7 @@ FLAGS = {
     "gpu": keys("train"),
     "test_train_rate": keys("forget"),
     "num_forget": keys("forget"), "forget_indices": keys("forget"),
-    "retrain_norm": keys("Retrain", "Proposed", "Proposed_noise", "hfbank"),
+    "retrain_norm": keys("Retrain", "Proposed", "Proposed_noise", "hfbank", "Floor"),
     "batch_unlearn": keys("Proposed", "Proposed_noise"),
     "bank_dtype": keys("Proposed", "Proposed_noise", "hfbank"),
     "hf_mode": keys("Proposed", "Proposed_noise"),
@@ -79,7 +81,7 @@ FLAGS = {
     "noise_seed": keys("Proposed_noise"),
     "noise_seeds": nothing("how many draws are saved: draw k is the k-th vector of one seeded stream "
                            "whatever K, and the spread stored with it records its K"),
-    "floor": keys("floor"),
+    "floor": keys("Floor"),
     "damping_factor": keys("NU", "IJ", "ij-factor"), "hessian_solver": keys("NU", "IJ", "ij-factor"),
     "finetune_epochs": keys("Finetune"),
     "neggrad_epochs": keys("NegGrad"), "neggrad_batch": keys("NegGrad"), "neggrad_lr_scale": keys("NegGrad"),

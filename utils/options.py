@@ -67,6 +67,8 @@ def build_parser():
     a("--log_scale", action="store_true", help="ROC figures on log-log axes")
     # --- evaluation ---
     a("--aggregate", action="store_true", help="main_eva.py: mean +- std over the seeds found in results/")
+    a("--floor", choices=["perturb", "float64", "threads"], default="perturb",
+      help="noise floor of the distance: a retrain from w_0 perturbed by a relative 1e-7, in float64, or with another thread count")
     # --- infrastructure ---
     a("--gpu", type=int, default=1, help="CUDA device index; -1 = CPU (falls back to CPU when CUDA is absent)")
     a("--bs", type=int, default=2048, help="evaluation batch size")

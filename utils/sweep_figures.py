@@ -2,7 +2,9 @@
 
 For every (dataset, model) in ``--results_dir``: the L2 distance to the retrained model
 (log scale) and the test accuracy of each method against the swept quantity ``--x``
-(number of deletions by default; step size or epochs for the ablations).
+(number of deletions by default; step size or epochs for the ablations). The distance
+panel also shows the noise floor (black, dashed, ± std band) and WITHIN x floor (dotted):
+a method below the dotted line is indistinguishable from exact retraining.
 
     python3 -m utils.sweep_figures --results_dir results/MNIST --title MNIST [--x num_forget|lr|epochs]
 """
@@ -17,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from utils.evaluation import aggregate  # noqa: E402
 from utils.errors import InputError  # noqa: E402
+from utils.floor import WITHIN  # noqa: E402
 
 LABELS = {"num_forget": "number of deletions m", "lr": "step size lr", "epochs": "epochs"}
 
@@ -33,9 +36,22 @@ def curves(agg, x, metric):
     return {k: {m: sorted(v) for m, v in d.items()} for k, d in out.items()}
 
 
+def floor_curve(agg, x):
+    """{(dataset, model): [(x, mean, std), ...]}: the floor of each setting (equal in every
+    method's rows; read from the first method that has it)."""
+    out = {}
+    for group in agg.values():
+        s = group["setting"]
+        stats = next((st["floor"] for st in group["methods"].values() if "floor" in st), None)
+        if stats is not None:
+            out.setdefault((s["dataset"], s["model"]), []).append((s[x], stats["mean"], stats["std"]))
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def plot(agg, x, results_dir, title):
     """Write one PNG per (dataset, model); returns the paths."""
     distance, accuracy = curves(agg, x, "distance"), curves(agg, x, "test_acc")
+    floors = floor_curve(agg, x)
     methods = sorted({m for g in agg.values() for m in g["methods"]})
     color = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     paths = []
@@ -46,6 +62,12 @@ def plot(agg, x, results_dir, title):
                 continue
             xs, mean, std = zip(*pts)
             ax_d.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=method, color=color[method])
+        if (dataset, model) in floors:
+            xs, mean, std = zip(*floors[(dataset, model)])
+            lo = [max(m - s, m * 1e-3) for m, s in zip(mean, std)]
+            ax_d.plot(xs, mean, "k--", label="floor")
+            ax_d.fill_between(xs, lo, [m + s for m, s in zip(mean, std)], color="k", alpha=0.1)
+            ax_d.plot(xs, [WITHIN * m for m in mean], "k:", label=f"{WITHIN} x floor")
         for method, pts in accuracy[(dataset, model)].items():
             xs, mean, std = zip(*pts)
             ax_a.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=method, color=color[method])

@@ -5,7 +5,10 @@
     w_{t+1} = w_t - eta_t * clip_c(g_t),     clip_c(g) = g * min(1, c / ||g||)
 
 N_t = |B_t| for training and the paper's retrain; N_t = |B_t \\ U| for the authors'
-mean-normalised retrain, where an emptied batch contributes no data term.
+mean-normalised retrain, where an emptied batch contributes no data term. An optional
+per-sample weight v_i multiplies CE_i in the data term (samples of weight 0 are dropped,
+so v = 1 off U and 0 on U is exactly the retrain); the linearity diagnostic uses
+v_u = 1 - s on U.
 """
 import torch
 from tqdm import tqdm
@@ -59,20 +62,27 @@ def normaliser(batch, kept, norm):
     return len(batch) if norm == "batch" else len(kept)
 
 
-def batch_gradient(fm, w, X, y, batch, lam, keep=None, norm="batch"):
-    """g_t = (1/N_t) sum_{i in B_t kept} grad CE_i(w) + lambda w; no data term if none kept."""
+def batch_gradient(fm, w, X, y, batch, lam, keep=None, norm="batch", weight=None):
+    """g_t = (1/N_t) sum_{i in B_t kept} v_i grad CE_i(w) + lambda w; no data term if none kept.
+
+    weight: optional float tensor v over range(n) (None: v = 1); v_i = 0 removes sample i.
+    """
     kept = kept_batch(batch, keep)
+    if weight is not None:
+        kept = kept[weight[kept] != 0]
     g = lam * w
     if len(kept) > 0:
-        g = g + data_gradient(fm, w, X[kept], y[kept], normaliser(batch, kept, norm))
+        v = None if weight is None else weight[kept].to(w.dtype)
+        g = g + data_gradient(fm, w, X[kept], y[kept], normaliser(batch, kept, norm), v)
     return g
 
 
 def sgd(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, keep=None, norm="batch",
-        on_step=None, progress=False, desc="train", hint="lower --lr or --clip"):
+        on_step=None, progress=False, desc="train", hint="lower --lr or --clip", weight=None):
     """Run clipped SGD from w0 over ``schedule``; returns w_T.
 
     keep: optional bool mask over the n samples; samples outside it are never indexed.
+    weight: optional per-sample weight of the data term (``batch_gradient``).
     on_step(t, w_t, batch, eta_t, g_t) is called before each update (used by the
     Hessian-free precompute to run its recursion alongside training).
     A non-finite gradient or iterate stops the run: InputError naming ``desc``, the step
@@ -82,7 +92,7 @@ def sgd(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, keep=None, norm="batch"
     T = len(schedule)
     for t, batch in enumerate(tqdm(schedule, desc=desc, disable=not progress, leave=False)):
         eta = step_size(lr, lr_decay, t)
-        g = batch_gradient(fm, w, X, y, batch, lam, keep, norm)
+        g = batch_gradient(fm, w, X, y, batch, lam, keep, norm, weight)
         gnorm = float(torch.linalg.vector_norm(g))
         if not torch.isfinite(torch.tensor(gnorm)):
             raise InputError(f"{desc}: the gradient went non-finite at step {t + 1} of {T} "
