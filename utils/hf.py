@@ -28,7 +28,6 @@ from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
 from utils.hvp import resolve_engine, step_jacobian
 from utils.errors import InputError
-from utils.options import parse_forget_indices
 from utils.train import batch_gradient, sgd
 
 BANK_FLAGS = ["retrain_norm", "bank_dtype"]
@@ -78,17 +77,14 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
     return w_T, A, torch.tensor(power.per_step if power else [], dtype=torch.float64)
 
 
-def candidate_rows(spec, n, U):
-    """Sample ids that get an approximator: all of range(n), the forget set, or a list."""
+def candidate_rows(spec, listed, n, U):
+    """Sample ids that get an approximator: all of range(n), the forget set, or ``listed``
+    (``args.hf_candidate_list``, parsed and range-checked by ``utils.options``)."""
     if spec in (None, "all"):
         return torch.arange(n), "all"
     if spec == "forget":
         return U.clone(), U.tolist()
-    idx = parse_forget_indices(spec)
-    bad = [i for i in idx if not 0 <= i < n]
-    if bad:
-        raise InputError(f"--hf_candidates: {bad[:5]} outside range(num_dataset={n})")
-    return torch.tensor(idx, dtype=torch.long), idx
+    return torch.tensor(listed, dtype=torch.long), listed
 
 
 def bank_dir(exp, candidates):
@@ -129,7 +125,7 @@ def precompute_bank(exp, w_T, ctx=Context()):
     and manifest. Returns (bank, wall seconds spent now: the maximum over ranks; 0 when cached).
     """
     a = exp.args
-    rows, cand_key = candidate_rows(a.hf_candidates, exp.n, exp.U)
+    rows, cand_key = candidate_rows(a.hf_candidates, a.hf_candidate_list, exp.n, exp.U)
     directory = bank_dir(exp, cand_key)
     if complete(directory):
         return ShardedBank(directory, exp.device), 0.0
