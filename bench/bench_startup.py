@@ -5,6 +5,7 @@
 Every case is a separate ``python3`` process timed from launch to exit (median of
 --repeats), with HFU_OFFLINE=1 and a temporary --data_dir / --log_dir:
 
+* python: ``python3 -c pass``, the interpreter alone;
 * import torch: ``python3 -c "import torch"``, the floor every script pays once it runs;
 * bad flag: ``main_proposed.py --lr nan`` (exit status 2, one ``error:`` line);
 * MNIST subset cold / cached: ``utils.data.load_splits("mnist", data_dir)`` on the offline
@@ -61,6 +62,7 @@ def main():
         for script in ("main_retrain.py", "main_proposed.py"):
             run([py, script, *TINY, *dirs])
         cases = {
+            "python (no imports)": median_of(a.repeats, lambda k: [py, "-c", "pass"]),
             "import torch": median_of(a.repeats, lambda k: [py, "-c", "import torch"]),
             "bad flag (main_proposed.py --lr nan)": median_of(
                 a.repeats, lambda k: [py, "main_proposed.py", "--lr", "nan"], expect=2),

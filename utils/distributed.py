@@ -16,6 +16,7 @@ of a 30-minute hang.
 """
 import datetime
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,8 @@ def shard_bounds(k, rank, world):
 
 def stalled(rank, what, timeout_s, error):
     """The one-line InputError for a wait on the other ranks that failed or timed out."""
-    cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    cause = re.sub(r"^\[[^]]*\]\s*", "", lines[0])[:200]       # drop gloo's "[file.cc:line]" prefix
     return InputError(f"rank {rank}: {what} did not complete within --dist_timeout {timeout_s:g} s "
                       f"(a rank stalled or died: see its output; raise --dist_timeout for slow ranks): {cause}")
 
