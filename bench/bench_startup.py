@@ -3,7 +3,7 @@
     python3 bench/bench_startup.py [--json] [--repeats 3]
 
 Every case is a separate ``python3`` process timed from launch to exit (median of
---repeats), with HFU_OFFLINE=1 and a temporary --data_dir / --log_dir:
+--repeats, the cases taken in turn), with HFU_OFFLINE=1 and a temporary --data_dir / --log_dir:
 
 * python: ``python3 -c pass``, the interpreter alone;
 * import torch: ``python3 -c "import torch"``, the floor every script pays once it runs;
@@ -46,10 +46,6 @@ def run(cmd, expect=0):
     return seconds
 
 
-def median_of(repeats, make_cmd, expect=0):
-    return statistics.median(run(make_cmd(k), expect) for k in range(repeats))
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -61,17 +57,19 @@ def main():
                 "--results_dir", os.path.join(tmp, "results")]
         for script in ("main_retrain.py", "main_proposed.py"):
             run([py, script, *TINY, *dirs])
-        cases = {
-            "python (no imports)": median_of(a.repeats, lambda k: [py, "-c", "pass"]),
-            "import torch": median_of(a.repeats, lambda k: [py, "-c", "import torch"]),
-            "bad flag (main_proposed.py --lr nan)": median_of(
-                a.repeats, lambda k: [py, "main_proposed.py", "--lr", "nan"], expect=2),
-            "MNIST subset, cold": median_of(
-                a.repeats, lambda k: [py, "-c", LOAD_MNIST, os.path.join(tmp, f"cold{k}")]),
-            "MNIST subset, cached": median_of(
-                a.repeats, lambda k: [py, "-c", LOAD_MNIST, os.path.join(tmp, "data")]),
-            "main_eva.py, fully cached": median_of(a.repeats, lambda k: [py, "main_eva.py", *TINY, *dirs]),
+        cases = {   # name: (command of repetition k, expected exit status)
+            "python (no imports)": (lambda k: [py, "-c", "pass"], 0),
+            "import torch": (lambda k: [py, "-c", "import torch"], 0),
+            "bad flag (main_proposed.py --lr nan)": (lambda k: [py, "main_proposed.py", "--lr", "nan"], 2),
+            "MNIST subset, cold": (lambda k: [py, "-c", LOAD_MNIST, os.path.join(tmp, f"cold{k}")], 0),
+            "MNIST subset, cached": (lambda k: [py, "-c", LOAD_MNIST, os.path.join(tmp, "data")], 0),
+            "main_eva.py, fully cached": (lambda k: [py, "main_eva.py", *TINY, *dirs], 0),
         }
+        times = {name: [] for name in cases}
+        for k in range(a.repeats):          # round robin: every case sees the same machine load
+            for name, (make_cmd, expect) in cases.items():
+                times[name].append(run(make_cmd(k), expect))
+    cases = {name: statistics.median(t) for name, t in times.items()}
     floor = cases["import torch"]
     rows = [dict(case=k, seconds=v, ratio_to_import_torch=v / floor) for k, v in cases.items()]
     if a.json:
