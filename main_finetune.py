@@ -1,5 +1,10 @@
 """Fine-tuning baseline: continue the clipped SGD on D \\ U from w_T (--finetune_epochs, 15 in the paper)."""
 
+from utils.options import parse_args
+
+if __name__ == "__main__":
+    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+
 from utils.baselines import finetune
 from utils.experiment import run_baseline, run_main
 

@@ -1,4 +1,9 @@
 """NegGrad baseline: gradient ascent on the loss of U from w_T (2 epochs, batch 50, step 0.1 * lr in the paper)."""
+from utils.options import parse_args
+
+if __name__ == "__main__":
+    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+
 from utils.baselines import neggrad
 from utils.experiment import run_baseline, run_main
 

@@ -20,6 +20,11 @@ the outputs):
 --hf_mode replay keeps no bank: each request is answered by replaying training from the
 stored record and running the recursion for the requested vectors only (utils.replay).
 """
+from utils.options import check_candidates_cover, parse_args
+
+if __name__ == "__main__":
+    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+
 import math
 import statistics
 
@@ -29,10 +34,10 @@ from utils.certify import analytic_gaussian_sigma, certified_epsilon, looseness,
     sensitivity_bound, spread
 from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
 from utils import distributed
+from utils.forget import forget_set
 from utils.hf import check_memory_budget, precompute_bank
 from utils.replay import Replay
 from utils.errors import InputError
-from utils.options import parse_args
 from utils.report import finish, info, table
 
 CHEAP_RETRAIN_MODELS = ("logistic", "mlp")
@@ -151,8 +156,9 @@ def main():
     if args.application and args.noise_seed >= args.noise_seeds:
         raise InputError(f"--noise_seed: draw {args.noise_seed} is not among the --noise_seeds "
                          f"{args.noise_seeds} draws 0..{args.noise_seeds - 1}; raise --noise_seeds")
+    check_candidates_cover(args, forget_set(args.num_dataset, args.num_forget, args.seed, args.forget_list))
     use_cuda = args.gpu >= 0 and torch.cuda.is_available()
-    ctx = distributed.from_environment(use_cuda)
+    ctx = distributed.from_environment(use_cuda, args.dist_timeout)
     if ctx.distributed and args.hf_mode == "replay":
         raise InputError("--hf_mode replay runs in one process; launch it without torchrun")
     if ctx.distributed and use_cuda:

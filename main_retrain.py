@@ -5,11 +5,15 @@
 Writes the original model (cached per training configuration) and the retrained model
 with its metrics under --log_dir; prints test / forget / remaining accuracy of both.
 """
+from utils.options import parse_args
+
+if __name__ == "__main__":
+    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+
 import time
 
 from utils.experiment import Experiment, run_main
 from utils.finite import distance
-from utils.options import parse_args
 from utils.report import finish, info, table
 
 

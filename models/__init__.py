@@ -113,6 +113,31 @@ class LeNet5(nn.Module):
                 nn.Flatten(), self.fc1, nn.ReLU(), self.fc2, nn.ReLU(), self.fc3]
 
 
+def load_state_file(net, path):
+    """Load the state_dict file ``path`` (--pretrained) into ``net``: InputError naming the file
+    when it is missing, unreadable, not a state_dict of tensors, or does not fit ``net``."""
+    if not os.path.isfile(path):
+        raise InputError(f"--pretrained: file {path} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:        # torch.load raises many types for a damaged or foreign file
+        raise InputError(f"--pretrained: {path} is not a readable torch state_dict file ({type(e).__name__}); "
+                         f"save one with torch.save(model.state_dict(), path)")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"--pretrained: {path} holds a {type(state).__name__}, not a state_dict "
+                         f"(a dict of parameter names to tensors)")
+    own = net.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in own]
+    problems += [f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+                 for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise InputError(f"--pretrained: {path} does not fit {type(net).__name__}: "
+                         f"{'; '.join(problems[:3])}{more}")
+    net.load_state_dict(state)
+
+
 def resnet18(num_classes, pretrained="auto"):
     """torchvision ResNet-18 with a new C-way head.
 
@@ -122,9 +147,7 @@ def resnet18(num_classes, pretrained="auto"):
     from torchvision.models import ResNet18_Weights, resnet18 as tv_resnet18
     net = tv_resnet18(weights=None)
     if pretrained not in ("auto", "none"):
-        if not os.path.exists(pretrained):
-            raise InputError(f"--pretrained: file {pretrained} not found")
-        net.load_state_dict(torch.load(pretrained, map_location="cpu", weights_only=True))
+        load_state_file(net, pretrained)
     elif pretrained == "auto" and os.environ.get("HFU_OFFLINE") != "1":
         try:
             net.load_state_dict(ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False))

