@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils.certify import PowerIteration, analytic_gaussian_sigma, gaussian_delta, \
     geometric_quotient, sensitivity_bound
 from utils.hvp import _Jacobian

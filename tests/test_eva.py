@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 
 FLAGS = WINE + ["--epochs", "3", "--num_dataset", "40", "--num_forget", "3"]
 

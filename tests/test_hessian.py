@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from models import MLP, Logistic
 from utils.functional import FlatModel, per_sample_ce
 from utils import hessian

@@ -8,7 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import main_MIAU
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils.experiment import Experiment
 from utils.errors import InputError
 from utils.options import parse_args

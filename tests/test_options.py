@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils.errors import InputError
 from utils.options import parse_args, validate, build_parser
 
