@@ -23,12 +23,20 @@ def _tmp(path):
     return f"{path}.{os.getpid()}.tmp"
 
 
+def _written(path):
+    """Append ``path`` to the list named by $HFU_WRITTEN (a sweep's outputs of one step)."""
+    if os.environ.get("HFU_WRITTEN"):
+        with open(os.environ["HFU_WRITTEN"], "a") as f:
+            f.write(os.path.abspath(path) + "\n")
+
+
 def save_tensors(path, tensors):
     """Atomically write a dict of tensors (moved to CPU)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = _tmp(path)
     torch.save({k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in tensors.items()}, tmp)
     os.replace(tmp, path)
+    _written(path)
 
 
 def load_tensors(path, remedy="delete it and rerun the command that made it", map_location="cpu"):
@@ -46,6 +54,7 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2, sort_keys=True, default=float)
         f.write("\n")
     os.replace(tmp, path)
+    _written(path)
 
 
 def read_json(path, remedy="delete it and rerun the command that made it"):
@@ -62,3 +71,4 @@ def write_text(path, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+    _written(path)
