@@ -13,16 +13,21 @@ LRS=${LRS:-0.001 0.005 0.01 0.05 0.1 0.5}; EPOCHS_LOG=${EPOCHS_LOG:-1 5 15 50 20
 MODELS=${MODELS:-logistic cnn}
 if [ "$QUICK" = "1" ]; then N=100; M=10; LRS="0.01 0.1"; EPOCHS_LOG="1 2"; EPOCHS_CNN="1 2"; fi
 
-logistic() { echo "--model logistic --dataset mnist --num_dataset $N --batch_size 32 --lr_decay 0.995 --clip 5 --regularization 0.5 --seed $SEED --num_forget $M $*"; }
-cnn() { echo "--model cnn --dataset mnist --num_dataset $N --batch_size 64 --lr_decay 0.995 --clip 10 --regularization 1e-6 --seed $SEED --num_forget $M $*"; }
+# one setting per line of output: flags separated by single spaces (none contains a space)
+setting() {  # setting MODEL EPOCHS LR
+    local flags
+    mapfile -t flags < <("mnist_$1_flags" "$N" "$2" "$3")
+    echo "${flags[*]} --seed $SEED --num_forget $M"
+}
 
 ablate() {  # ablate <results subfolder> <settings...>
     RESULTS_DIR="$BASE_RESULTS-$1"; shift
-    COMMON="--gpu $GPU --data_dir $DATA_DIR --log_dir $LOG_DIR --results_dir $RESULTS_DIR --quiet $EXTRA"
-    for F in "$@"; do
-        run main_retrain.py $F
-        run main_proposed.py $F
-        run main_eva.py $F
+    local s F
+    for s in "$@"; do
+        read -r -a F <<< "$s"
+        run main_retrain.py "${F[@]}"
+        run main_proposed.py "${F[@]}"
+        run main_eva.py "${F[@]}"
     done
 }
 
@@ -30,14 +35,14 @@ settings=()
 E_LOG=15; E_CNN=20; [ "$QUICK" = "1" ] && E_LOG=1 && E_CNN=1
 for model in $MODELS; do
     for lr in $LRS; do
-        if [ "$model" = "cnn" ]; then settings+=("$(cnn --epochs $E_CNN --lr "$lr")"); else settings+=("$(logistic --epochs $E_LOG --lr "$lr")"); fi
+        if [ "$model" = "cnn" ]; then settings+=("$(setting cnn "$E_CNN" "$lr")"); else settings+=("$(setting logistic "$E_LOG" "$lr")"); fi
     done
 done
 ablate lr "${settings[@]}"
 finish_sweep --x lr
 
 settings=()
-[[ " $MODELS " == *" logistic "* ]] && for e in $EPOCHS_LOG; do settings+=("$(logistic --epochs "$e" --lr 0.05)"); done
-[[ " $MODELS " == *" cnn "* ]] && for e in $EPOCHS_CNN; do settings+=("$(cnn --epochs "$e" --lr 0.05)"); done
+[[ " $MODELS " == *" logistic "* ]] && for e in $EPOCHS_LOG; do settings+=("$(setting logistic "$e" 0.05)"); done
+[[ " $MODELS " == *" cnn "* ]] && for e in $EPOCHS_CNN; do settings+=("$(setting cnn "$e" 0.05)"); done
 ablate epochs "${settings[@]}"
 finish_sweep --x epochs

@@ -11,10 +11,10 @@ if [ "$QUICK" = "1" ]; then MS="10"; N=200; E=1; fi
 for model in cnn lenet; do
     for seed in $SEEDS; do
         for m in $MS; do
-            F="--model $model --dataset fashion-mnist --num_dataset $N --batch_size 256 --epochs $E --lr 0.5 --lr_decay 0.995 --clip 0.5 --regularization 1e-6 --seed $seed --num_forget $m"
+            F=(--model "$model" --dataset fashion-mnist --num_dataset "$N" --batch_size 256 --epochs "$E" --lr 0.5 --lr_decay 0.995 --clip 0.5 --regularization 1e-6 --seed "$seed" --num_forget "$m")
             SECOND_ORDER=0
             [ "$model" = "cnn" ] && SECOND_ORDER=1
-            unlearn_and_evaluate $F
+            unlearn_and_evaluate "${F[@]}"
         done
     done
 done

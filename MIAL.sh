@@ -10,11 +10,12 @@ N=1000; E=15; M=200; SEEDS="42"; SHADOWS=${SHADOWS:-16}
 if [ "$QUICK" = "1" ]; then N=80; E=5; M=20; SHADOWS=4; fi
 
 for seed in $SEEDS; do
-    F="--model logistic --dataset mnist --num_dataset $N --batch_size 32 --epochs $E --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5 --seed $seed --num_forget $M"
+    mapfile -t F < <(mnist_logistic_flags "$N" "$E")
     # quick mode: the Wine MLP (d = 1,091), whose exact Hessians for NU and IJ take milliseconds
-    [ "$QUICK" = "1" ] && F="--model mlp --dataset wine --num_dataset $N --batch_size 32 --epochs $E --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed $seed --num_forget $M"
-    APPLICATION=1 unlearn_and_evaluate $F
-    run main_MIAL.py $F --application --n_shadows "$SHADOWS"
+    [ "$QUICK" = "1" ] && F=(--model mlp --dataset wine --num_dataset "$N" --batch_size 32 --epochs "$E" --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005)
+    F+=(--seed "$seed" --num_forget "$M")
+    APPLICATION=1 unlearn_and_evaluate "${F[@]}"
+    run main_MIAL.py "${F[@]}" --application --n_shadows "$SHADOWS"
 done
-python3 -m utils.mia_summary --results_dir "$RESULTS_DIR"
+py -m utils.mia_summary --results_dir "$RESULTS_DIR"
 finish_sweep

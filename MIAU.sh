@@ -10,15 +10,16 @@ FEATURES="direct_diff sorted_diff direct_concat sorted_concat l2_distance"
 if [ "$QUICK" = "1" ]; then N=80; E=5; M=10; ATTACKS="LR"; FEATURES="direct_diff sorted_diff"; fi
 
 for seed in $SEEDS; do
-    F="--model logistic --dataset mnist --num_dataset $N --batch_size 32 --epochs $E --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5 --seed $seed --num_forget $M"
+    mapfile -t F < <(mnist_logistic_flags "$N" "$E")
     # quick mode: the Wine MLP (d = 1,091), whose exact Hessians for NU and IJ take milliseconds
-    [ "$QUICK" = "1" ] && F="--model mlp --dataset wine --num_dataset $N --batch_size 32 --epochs $E --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed $seed --num_forget $M"
-    APPLICATION=1 unlearn_and_evaluate $F
+    [ "$QUICK" = "1" ] && F=(--model mlp --dataset wine --num_dataset "$N" --batch_size 32 --epochs "$E" --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005)
+    F+=(--seed "$seed" --num_forget "$M")
+    APPLICATION=1 unlearn_and_evaluate "${F[@]}"
     for attack in $ATTACKS; do
         for feature in $FEATURES; do
-            run main_MIAU.py $F --attack_model "$attack" --method "$feature"
+            run main_MIAU.py "${F[@]}" --attack_model "$attack" --method "$feature"
         done
     done
 done
-python3 -m utils.mia_summary --results_dir "$RESULTS_DIR"
+py -m utils.mia_summary --results_dir "$RESULTS_DIR"
 finish_sweep

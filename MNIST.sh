@@ -10,17 +10,15 @@ SEEDS=${SEEDS:-42 930 124 114514 3407 5 1}; MS=${MS:-10 50 100 200 300}; MODELS=
 N=1000; E_LOG=15; E_CNN=20
 if [ "$QUICK" = "1" ]; then SEEDS="42 1"; MS="5"; N=100; E_LOG=2; E_CNN=1; fi
 
-LOGISTIC="--model logistic --dataset mnist --num_dataset $N --batch_size 32 --epochs $E_LOG --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5"
-CNN="--model cnn --dataset mnist --num_dataset $N --batch_size 64 --epochs $E_CNN --lr 0.05 --lr_decay 0.995 --clip 10 --regularization 1e-6"
-
 for model in $MODELS; do
-    setting=$LOGISTIC; [ "$model" = "cnn" ] && setting=$CNN
+    if [ "$model" = "cnn" ]; then mapfile -t setting < <(mnist_cnn_flags "$N" "$E_CNN")
+    else mapfile -t setting < <(mnist_logistic_flags "$N" "$E_LOG"); fi
     for seed in $SEEDS; do
         for m in $MS; do
-            F="$setting --seed $seed --num_forget $m"
+            F=("${setting[@]}" --seed "$seed" --num_forget "$m")
             SECOND_ORDER=1
             [ "$QUICK" = "1" ] && [ "$model" = "cnn" ] && SECOND_ORDER=0
-            unlearn_and_evaluate $F
+            unlearn_and_evaluate "${F[@]}"
         done
     done
 done

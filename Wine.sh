@@ -10,11 +10,11 @@ if [ "$QUICK" = "1" ]; then SEEDS="42 1"; MS="7"; E=5; fi
 
 for seed in $SEEDS; do
     for m in $MS; do
-        F="--model mlp --dataset wine --num_dataset 142 --batch_size 64 --epochs $E --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed $seed --num_forget $m"
-        run main_retrain.py $F
-        run main_finetune.py $F
-        run main_neggrad.py $F
-        unlearn_and_evaluate $F
+        F=(--model mlp --dataset wine --num_dataset 142 --batch_size 64 --epochs "$E" --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed "$seed" --num_forget "$m")
+        run main_retrain.py "${F[@]}"
+        run main_finetune.py "${F[@]}"
+        run main_neggrad.py "${F[@]}"
+        unlearn_and_evaluate "${F[@]}"
     done
 done
 finish_sweep

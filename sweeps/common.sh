@@ -3,13 +3,17 @@
 # Environment overrides (all optional):
 #   GPU=-1|0|...      device index passed as --gpu (default -1, the CPU)
 #   QUICK=1           tiny settings of the same pipeline (about a minute on 2 CPU cores)
-#   DATA_DIR LOG_DIR RESULTS_DIR   directories (default ./data ./log ./results/<sweep>[-quick])
-#   EXTRA="--flag v"  appended to every command
+#   DATA_DIR LOG_DIR RESULTS_DIR   directories (default ./data ./log ./results/<sweep>[-quick]);
+#                     paths with spaces work
+#   EXTRA="--flag v"  appended to every command (split on whitespace)
 #
-# `run script.py FLAGS...` runs one step once: a step that already finished with the same
-# command line (and the same LOG_DIR) is skipped, so re-running a finished sweep takes
-# seconds; the scripts themselves also reuse every cached model, bank and Hessian. The
-# sweep stops at the first failing command and prints it.
+# `run script.py FLAGS...` runs one step once. A finished step leaves a stamp under
+# LOG_DIR/.sweep-stamps listing every file it wrote (utils/artifacts.py appends them to
+# $HFU_WRITTEN); the step is skipped only while all of them still exist, so deleting
+# results/<sweep> or a configuration folder under log/ and rerunning regenerates what is
+# missing. The scripts themselves also reuse every cached model, bank and Hessian. The sweep
+# stops at the first failing command and prints it; Ctrl-C stops it with one line, and
+# rerunning the same command resumes (the interrupted step has no stamp).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,46 +23,103 @@ QUICK=${QUICK:-0}
 DATA_DIR=${DATA_DIR:-./data}
 LOG_DIR=${LOG_DIR:-./log}
 if [ "$QUICK" = "1" ]; then RESULTS_DIR=${RESULTS_DIR:-./results/${SWEEP}-quick}; else RESULTS_DIR=${RESULTS_DIR:-./results/${SWEEP}}; fi
-EXTRA=${EXTRA:-}
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
 STAMPS="$LOG_DIR/.sweep-stamps"
-COMMON="--gpu $GPU --data_dir $DATA_DIR --log_dir $LOG_DIR --results_dir $RESULTS_DIR --quiet $EXTRA"
 export HFU_OFFLINE=${HFU_OFFLINE:-0}
 
+# The flags every command gets, from the current GPU / DATA_DIR / LOG_DIR / RESULTS_DIR.
+common_flags() {
+    COMMON=(--gpu "$GPU" --data_dir "$DATA_DIR" --log_dir "$LOG_DIR" --results_dir "$RESULTS_DIR" --quiet
+            ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"})
+}
+
+# The MNIST paper settings, one flag per line (read them with mapfile -t).
+mnist_logistic_flags() {  # N EPOCHS [LR]
+    printf '%s\n' --model logistic --dataset mnist --num_dataset "$1" --batch_size 32 --epochs "$2" \
+        --lr "${3:-0.05}" --lr_decay 0.995 --clip 5 --regularization 0.5
+}
+mnist_cnn_flags() {  # N EPOCHS [LR]
+    printf '%s\n' --model cnn --dataset mnist --num_dataset "$1" --batch_size 64 --epochs "$2" \
+        --lr "${3:-0.05}" --lr_decay 0.995 --clip 10 --regularization 1e-6
+}
+
+# A python command in the background, so that Ctrl-C reaches the sweep's trap at once (the
+# child ignores SIGINT) and the trap stops the child.
+CHILD=""
+PARTIAL=""
+py() {
+    local rc=0
+    python3 "$@" & CHILD=$!
+    wait "$CHILD" || rc=$?
+    CHILD=""
+    return "$rc"
+}
+
+on_interrupt() {
+    trap - INT TERM
+    if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" 2>/dev/null || true; fi
+    if [ -n "$PARTIAL" ]; then rm -f "$PARTIAL"; fi
+    echo "sweep $SWEEP interrupted; rerun the same command to resume" >&2
+    exit 130
+}
+trap on_interrupt INT TERM
+
+# True when the stamp lists at least one file and every listed file still exists.
+outputs_exist() {
+    local path listed=0
+    [ -f "$1" ] || return 1
+    while IFS= read -r path; do
+        [ -e "$path" ] || return 1
+        listed=1
+    done < "$1"
+    [ "$listed" = 1 ]
+}
+
 run() {
-    local cmd="python3 $* $COMMON"
-    local key
+    common_flags
+    local cmd key stamp
+    cmd=$(printf '%q ' python3 "$@" "${COMMON[@]}")
+    cmd=${cmd% }
     key=$(printf '%s' "$cmd" | sha1sum | cut -c1-20)
-    if [ -f "$STAMPS/$key" ]; then
+    stamp="$STAMPS/$key"
+    if outputs_exist "$stamp"; then
         echo "cached: $cmd" >&2
         return 0
     fi
     echo "+ $cmd" >&2
-    # shellcheck disable=SC2086
-    if ! python3 "$@" $COMMON >/dev/null; then
+    mkdir -p "$STAMPS"
+    rm -f "$stamp"
+    PARTIAL="$stamp.partial"
+    : > "$PARTIAL"
+    if ! HFU_WRITTEN="$(cd "$STAMPS" && pwd)/$key.partial" py "$@" "${COMMON[@]}" >/dev/null; then
+        rm -f "$PARTIAL"
+        PARTIAL=""
         echo "sweep $SWEEP stopped: this command failed: $cmd" >&2
         exit 1
     fi
-    mkdir -p "$STAMPS"
-    touch "$STAMPS/$key"
+    sort -u -o "$PARTIAL" "$PARTIAL"
+    mv "$PARTIAL" "$stamp"
+    PARTIAL=""
 }
 
 # `unlearn_and_evaluate FLAGS...`: Retrain, Proposed (with --application when
 # APPLICATION=1), NU and IJ (unless SECOND_ORDER=0), then main_eva for the configuration.
 unlearn_and_evaluate() {
-    local cert=""
-    [ "${APPLICATION:-0}" = "1" ] && cert="--application"
+    local cert=()
+    [ "${APPLICATION:-0}" = "1" ] && cert=(--application)
     run main_retrain.py "$@"
-    run main_proposed.py "$@" $cert
+    run main_proposed.py "$@" ${cert[@]+"${cert[@]}"}
     if [ "${SECOND_ORDER:-1}" = "1" ]; then
         run main_NU.py "$@"
         run main_IJ.py "$@"
     fi
-    run main_eva.py "$@" $cert
+    run main_eva.py "$@" ${cert[@]+"${cert[@]}"}
 }
 
 # aggregate tables (Markdown + CSV) and figures of everything in RESULTS_DIR; always rerun
 finish_sweep() {
-    python3 main_eva.py --aggregate $COMMON >/dev/null
-    python3 -m utils.sweep_figures --results_dir "$RESULTS_DIR" --title "$SWEEP" "$@"
+    common_flags
+    py main_eva.py --aggregate "${COMMON[@]}" >/dev/null
+    py -m utils.sweep_figures --results_dir "$RESULTS_DIR" --title "$SWEEP" "$@"
     echo "sweep $SWEEP done: tables and figures in $RESULTS_DIR" >&2
 }

@@ -11,20 +11,19 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 if [ "$QUICK" = "1" ]; then
     N=40; BATCH=20; EPOCHS=1; M=4; SEEDS="42"
-    if ! python3 -c "import sys; from utils.data import load_splits; load_splits('$DATASET', '$DATA_DIR')" 2>/dev/null; then
+    if ! python3 -c "import sys; from utils.data import load_splits; load_splits(sys.argv[1], sys.argv[2])" "$DATASET" "$DATA_DIR" 2>/dev/null; then
         DATA_DIR="$LOG_DIR/synthetic-data"
-        python3 -m utils.synthetic "$DATA_DIR"
-        COMMON="--gpu $GPU --data_dir $DATA_DIR --log_dir $LOG_DIR --results_dir $RESULTS_DIR --quiet $EXTRA"
+        py -m utils.synthetic "$DATA_DIR"
         echo "QUICK mode: no $DATASET files found; using synthetic files in $DATA_DIR" >&2
     fi
 fi
 
 for seed in $SEEDS; do
-    F="--model resnet18 --dataset $DATASET --num_dataset $N --batch_size $BATCH --epochs $EPOCHS --lr $LR --lr_decay $DECAY --clip $CLIP --regularization $LAMBDA --seed $seed --num_forget $M"
-    run main_retrain.py $F
-    run main_proposed.py $F --hf_candidates forget
-    run main_finetune.py $F
-    run main_neggrad.py $F
-    run main_eva.py $F --hf_candidates forget
+    F=(--model resnet18 --dataset "$DATASET" --num_dataset "$N" --batch_size "$BATCH" --epochs "$EPOCHS" --lr "$LR" --lr_decay "$DECAY" --clip "$CLIP" --regularization "$LAMBDA" --seed "$seed" --num_forget "$M")
+    run main_retrain.py "${F[@]}"
+    run main_proposed.py "${F[@]}" --hf_candidates forget
+    run main_finetune.py "${F[@]}"
+    run main_neggrad.py "${F[@]}"
+    run main_eva.py "${F[@]}" --hf_candidates forget
 done
 finish_sweep

@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils.baselines import finetune, neggrad
 from utils.experiment import Experiment
 from utils.functional import evaluate

@@ -7,7 +7,7 @@ import torch
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils.certify import NOTHING_CERTIFIED, PowerIteration, analytic_gaussian_sigma, \
     certified_epsilon, gaussian_delta, geometric_quotient, log_gaussian_delta, sensitivity_bound
 from utils.hvp import _Jacobian

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from models import MLP, Logistic
 from utils.functional import FlatModel, per_sample_ce
 from utils import hessian
@@ -64,13 +64,22 @@ def test_generic_matches_autograd(name, engine, monkeypatch):
         assert torch.linalg.eigvalsh(ref)[0] < 0
 
 
-@pytest.mark.parametrize("budget_mb", [0.01, 1.0, 1024.0])
-def test_chunk_sizes_respect_budget(budget_mb):
+@pytest.mark.parametrize("budget_mb, regime", [(0.01, "below one call"), (1.0, "one column"),
+                                               (1024.0, "many columns")])
+def test_chunk_sizes_respect_budget(budget_mb, regime):
+    """The working set 4 d k + 8 k b act (in 4-byte elements) fits the budget whenever the
+    smallest call (k = b = 1) does, and b takes what k leaves; else one column, one sample."""
     d, n, act = 5000, 1000, 300
+    work = lambda k, b: (4 * d * k + 8 * k * b * act) * 4
+    budget = budget_mb * 2 ** 20
     k, b = chunk_sizes(d, n, act, 4, budget_mb)
     assert 1 <= k <= d and 1 <= b <= n
-    if k > 1 and b > 1:
-        assert (4 * d * k + 8 * k * b * act) * 4 <= budget_mb * 2 ** 20
+    if work(1, 1) > budget:
+        assert (k, b) == (1, 1)
+    else:
+        assert work(k, b) <= budget
+        assert b == n or work(k, b + 1) > budget
+    assert regime == ("below one call" if work(1, 1) > budget else "one column" if k == 1 else "many columns")
 
 
 @pytest.mark.parametrize("budget", [0.001, 100.0])

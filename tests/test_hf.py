@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import WINE
+from helpers import WINE
 from models import build_model
 from utils.experiment import Experiment
 from utils.functional import FlatModel, data_loss

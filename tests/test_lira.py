@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import main_MIAL
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils.data import load_data
 from utils.experiment import Experiment
 from utils.lira import gaussian_fits, keep_masks, logit_score, model_scores, offline_lira, online_lira

@@ -8,7 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import main_MIAU
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils.experiment import Experiment
 from utils.errors import InputError
 from utils.options import parse_args
@@ -139,13 +139,22 @@ def test_main_miau_names_missing_models(dirs, monkeypatch):
 
 
 def test_main_miau_end_to_end(dirs, tmp_path):
-    make_targets(WINE + dirs)
-    out = run_script("main_MIAU.py", *WINE, *dirs, "--json", "--method", "direct_concat")
+    """'Proposed' is the original model itself, so forgotten and retained samples have the same
+    features [p_orig, p_orig] and are exchangeable training samples: its held-out AUC must be 0.5
+    within sampling error. Under no signal the Mann-Whitney AUC of m positives against m
+    negatives has standard deviation sqrt((2m + 1) / (12 m^2)) (Hanley & McNeil); 4 of them."""
+    m = 60
+    flags = [*WINE, *dirs, "--num_forget", str(m)]
+    make_targets(flags)
+    out = run_script("main_MIAU.py", *flags, "--json", "--method", "direct_concat")
     summary = json.loads(out.stdout)
     assert set(summary) == {"Retrain", "Proposed"}
     for entry in summary.values():
         assert {"auc_heldout", "auc_insample", "tpr_at_1fpr"} <= set(entry)
         assert 0 <= entry["auc_heldout"] <= 1
+    assert summary["Proposed"]["n_pos"] == summary["Proposed"]["n_neg"] == m
+    sd = np.sqrt((2 * m + 1) / (12 * m * m))
+    assert abs(summary["Proposed"]["auc_heldout"] - 0.5) < 4 * sd
     assert "main_NU.py" in out.stderr                      # notice naming a missing method's command
     files = sorted(p.name for p in (tmp_path / "results").iterdir())
     assert [f.rsplit(".", 1)[1] for f in files] == ["json", "png", "txt"]

@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from models import Logistic
 from utils.experiment import Experiment
 from utils.functional import FlatModel, per_sample_ce

@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils.errors import InputError
 from utils.options import parse_args, validate, build_parser
 

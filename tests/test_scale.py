@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, WINE
+from helpers import ROOT, WINE
 from models import build_model
 from utils.bank import ShardedBank
 from utils.distributed import shard_bounds

@@ -1,13 +1,12 @@
 """Training and exact retraining against independent references."""
 import copy
 import json
-import math
+import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from conftest import WINE, run_script
+from helpers import WINE, hand_loop, run_script
 from utils.experiment import Experiment
 from utils.options import parse_args
 from utils.train import sgd
@@ -15,29 +14,6 @@ from utils.train import sgd
 
 def experiment(dirs, *extra):
     return Experiment(parse_args(WINE + list(dirs) + list(extra)))
-
-
-def hand_loop(exp, keep, norm):
-    """Clipped SGD written directly on the nn.Module with autograd (independent reference)."""
-    a = exp.args
-    module = copy.deepcopy(exp.fm.module).eval()
-    params = list(module.parameters())
-    for t, batch in enumerate(exp.schedule):
-        eta = a.lr * a.lr_decay ** t
-        kept = [int(i) for i in batch if keep[int(i)]]
-        denom = len(batch) if norm == "batch" else len(kept)
-        if kept:
-            loss = F.cross_entropy(module(exp.X[kept]), exp.y[kept], reduction="sum") / denom
-            grads = torch.autograd.grad(loss, params)
-        else:
-            grads = [torch.zeros_like(p) for p in params]
-        with torch.no_grad():
-            grads = [g + a.regularization * p for g, p in zip(grads, params)]
-            total = math.sqrt(sum(float((g * g).sum()) for g in grads))
-            scale = min(1.0, a.clip / total)
-            for p, g in zip(params, grads):
-                p -= eta * scale * g
-    return torch.cat([p.detach().reshape(-1) for p in params])
 
 
 def test_same_seed_bit_identical(dirs):
@@ -108,7 +84,19 @@ def test_original_is_cached_and_keyed(dirs):
 
 
 def test_main_retrain_json(dirs):
+    """The saved Retrain model is the independent hand-written loop on D \\ U, and the printed
+    Original distance and Retrain test accuracy are those of that reference."""
     out = json.loads(run_script("main_retrain.py", *WINE, *dirs, "--json").stdout)
+    exp = experiment(dirs)
+    ref = hand_loop(exp, exp.keep.tolist(), "batch")           # --retrain_norm defaults to batch
+    w = torch.load(out["Retrain"]["model"], weights_only=True)["w"]
+    assert torch.allclose(w, ref, atol=1e-5, rtol=1e-4)
+    w_T = torch.load(os.path.join(exp.train_dir, "original.pt"), weights_only=True)["w"]
+    assert out["Original"]["distance"] == pytest.approx(float((w_T - ref).norm()), rel=1e-3)
+    assert out["Original"]["distance"] > 1e-3
     assert out["Retrain"]["distance"] == 0.0
-    assert out["Original"]["distance"] > 0
-    assert 0 <= out["Retrain"]["test_acc"] <= 1
+    with torch.no_grad():
+        module = copy.deepcopy(exp.fm.module)
+        torch.nn.utils.vector_to_parameters(ref, module.parameters())
+        acc = float((module(exp.X_test).argmax(1) == exp.y_test).float().mean())
+    assert out["Retrain"]["test_acc"] == pytest.approx(acc, abs=1.5 / len(exp.y_test))

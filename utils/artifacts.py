@@ -131,6 +131,13 @@ def _prepare(path):
     return f"{path}.{os.getpid()}.tmp"
 
 
+def _written(path):
+    """Append ``path`` to the list named by $HFU_WRITTEN (a sweep's outputs of one step)."""
+    if os.environ.get("HFU_WRITTEN"):
+        with open(os.environ["HFU_WRITTEN"], "a") as f:
+            f.write(os.path.abspath(path) + "\n")
+
+
 # ---------------------------------------------------------------------- tensors
 def file_sha256(path):
     """(hex SHA-256, size in bytes) of a file, read in 1 MiB blocks."""
@@ -151,6 +158,8 @@ def save_tensors(path, tensors):
     digest, size = file_sha256(tmp)
     os.replace(tmp, path)
     _write_json_file(path + HASH_SUFFIX, {"format_version": FORMAT_VERSION, "sha256": digest, "bytes": size})
+    _written(path)
+    _written(path + HASH_SUFFIX)
 
 
 def verify(path, remedy=None):
@@ -244,6 +253,7 @@ def _write_json_file(path, obj):
 def write_json(path, obj):
     """Atomically write ``obj`` (a dict) as strict JSON, marked with FORMAT_VERSION."""
     _write_json_file(path, dict(obj, format_version=FORMAT_VERSION))
+    _written(path)
 
 
 def read_json(path, remedy=None):
@@ -266,6 +276,7 @@ def write_text(path, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+    _written(path)
 
 
 # ---------------------------------------------------------------------- locks
