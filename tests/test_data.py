@@ -244,7 +244,8 @@ def test_decoded_cache_is_keyed_by_its_source_and_verified(tmp_path, capsys):
     assert load() == [4, 5, 6] and len(calls) == 2
     cache = tmp_path / "d" / "cache"
     entries = sorted(os.listdir(cache))
-    assert len(entries) == 2 and entries[0].endswith(".json") and entries[1].endswith(".pt")  # old entry removed
+    assert [e.rsplit("-", 1)[1] for e in entries] == [f"{key}{ext}" for key in [entries[0].rsplit("-", 1)[1][:-5]]
+                                                       for ext in (".json", ".pt", ".pt.sha256")]  # old entry removed
     pt = cache / entries[1]
     pt.write_bytes(pt.read_bytes()[:100])                       # damaged: decoded again, with a notice
     assert load() == [4, 5, 6] and len(calls) == 3

@@ -30,6 +30,7 @@ import torch
 
 from utils import artifacts
 from utils.catalog import DATASETS
+from utils.keys import digest
 from utils.errors import InputError
 
 FMNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -70,12 +71,7 @@ class Data:
         """SHA-256 (hex, first 16 digits) of the tensors actually loaded: the train and test
         inputs and labels. Two copies of a dataset that differ in any sample differ here."""
         if not hasattr(self, "_fingerprint"):
-            h = hashlib.sha256()
-            for t in (self.X_train, self.y_train, self.X_test, self.y_test):
-                t = t.detach().cpu().contiguous()
-                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-                h.update(t.numpy().tobytes())
-            self._fingerprint = h.hexdigest()[:16]
+            self._fingerprint = digest(self.X_train, self.y_train, self.X_test, self.y_test)
         return self._fingerprint
 
 
@@ -142,21 +138,9 @@ def package_file(package, *parts):
 
 
 def file_sha256(path):
-    h = hashlib.sha256()
-    with reading(path), open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def tensors_sha256(tensors):
-    """SHA-256 of a dict of CPU tensors: names, dtypes, shapes and bytes, in name order."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
+    """Hex SHA-256 of a source file (one line naming it when it cannot be read)."""
+    with reading(path):
+        return artifacts.file_sha256(path)[0]
 
 
 def cached_decode(data_dir, name, sources, decode):
@@ -164,8 +148,9 @@ def cached_decode(data_dir, name, sources, decode):
 
     The entry ``<name>-<key>.pt`` is keyed by ``name``, CACHE_VERSION and the SHA-256 of the
     content of every source file, so an edited or replaced source is decoded again, never
-    served stale. Its JSON sidecar records the sources and the SHA-256 of the tensors,
-    checked on every read: an entry that fails the check is decoded again, with a notice.
+    served stale. Its JSON sidecar records the sources; the tensors are checked against
+    their integrity record (utils.artifacts) on every read: an entry that fails the check is
+    decoded again, with a notice.
     Entries are written atomically (utils.artifacts), older entries of ``name`` removed; a
     cache directory that cannot be written only means decoding every time.
     """
@@ -176,10 +161,8 @@ def cached_decode(data_dir, name, sources, decode):
     path, sidecar = (os.path.join(folder, f"{name}-{key}{ext}") for ext in (".pt", ".json"))
     if os.path.exists(path) and os.path.exists(sidecar):
         try:
-            tensors = artifacts.load_tensors(path)
-            if artifacts.read_json(sidecar).get("tensors_sha256") == tensors_sha256(tensors):
-                return tensors
-        except (InputError, AttributeError, TypeError):
+            return artifacts.load_tensors(path)
+        except InputError:
             pass
         print(f"notice: decoded-dataset cache {path} failed verification; decoding the source again",
               file=sys.stderr)
@@ -189,7 +172,7 @@ def cached_decode(data_dir, name, sources, decode):
             if old.startswith(f"{name}-") and not old.startswith(f"{name}-{key}."):
                 os.remove(os.path.join(folder, old))
         artifacts.save_tensors(path, tensors)
-        artifacts.write_json(sidecar, dict(recipe, key=key, tensors_sha256=tensors_sha256(tensors)))
+        artifacts.write_json(sidecar, dict(recipe, key=key))
     except OSError as e:
         print(f"notice: cannot write the decoded-dataset cache under {folder} ({e.strerror}); "
               f"decoding again next time", file=sys.stderr)
