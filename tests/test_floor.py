@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import run_script
+from helpers import run_script
 from utils.evaluation import _label, aggregate_csv, aggregate_markdown, text_table
 from utils.experiment import Experiment
 from utils.errors import InputError

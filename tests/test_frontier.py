@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from helpers import ROOT, run_script
 from tools.frontier import load_rows, write_frontier
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, WINE, run_script
+from helpers import ROOT, WINE, run_script
 from utils import artifacts
 from utils.errors import InputError
 from utils.provenance import git_state, provenance

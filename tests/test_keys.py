@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils import keys
 from utils.evaluation import result_base
 from utils.experiment import METHOD_FLAGS, Experiment

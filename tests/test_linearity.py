@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, WINE
+from helpers import ROOT, WINE
 from utils.experiment import Experiment
 from utils.functional import FlatModel
 from utils.hf import recursion

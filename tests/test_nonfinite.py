@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from conftest import WINE, run_script
+from helpers import WINE, run_script
 from utils import newton
 from utils.baselines import neggrad
 from utils.errors import InputError

@@ -269,7 +269,7 @@ def test_stalled_rank_ends_the_run_with_one_line():
     import subprocess
     import sys
     import time
-    from conftest import ROOT
+    from helpers import ROOT
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

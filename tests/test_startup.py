@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, run_script
+from helpers import ROOT, run_script
 
 SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "main_*.py")))
 
