@@ -14,7 +14,7 @@ from utils.errors import InputError
 from utils.floor import KINDS, WITHIN, annotate, ensure_floor, floor_model, perturbed_w0
 from utils.functional import FlatModel
 from utils.options import parse_args
-from utils.sweep_figures import floor_curve
+from tools.sweep_figures import floor_curve
 from utils.train import batch_gradient, sgd
 
 # strongly convex: L2-regularised multinomial logistic regression on Wine

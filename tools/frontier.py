@@ -17,7 +17,6 @@ import argparse
 import csv
 import glob
 import io
-import json
 import math
 import os
 import re

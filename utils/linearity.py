@@ -14,20 +14,15 @@ and the noise floor of the distance. Where the first-order model holds the resid
 shrinks like s^2 (a factor 100 per decade of s) and stays far below the distance; where
 training is chaotic or kinked the residual is as large as the distance already at small s.
 """
-import os
+import torch
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from utils.bank import ShardedBank, complete  # noqa: E402
-from utils.errors import InputError  # noqa: E402
-from utils.floor import cached_floor  # noqa: E402
-from utils.hf import bank_dir, candidate_rows  # noqa: E402
-from utils.replay import Replay  # noqa: E402
-from utils.train import sgd  # noqa: E402
+from utils.bank import ShardedBank, complete
+from utils.errors import InputError
+from utils.floor import cached_floor
+from utils.hf import bank_dir, candidate_rows
+from utils.plots import plt, save_figure
+from utils.replay import Replay
+from utils.train import sgd
 
 S_VALUES = (0.01, 0.03, 0.1, 0.3, 1.0)
 
@@ -73,11 +68,7 @@ def plot(rows, floor, title, path):
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def approximator_sum(exp, w_T):
