@@ -27,12 +27,12 @@ from utils.train import sgd
 S_VALUES = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-def weighted_train(fm, w0, X, y, schedule, hyper, U, s, progress=False):
+def weighted_train(fm, w0, X, y, schedule, cfg, U, s, progress=False):
     """w_T(s): SGD from w0 over ``schedule`` with weight 1 - s on the samples U (normaliser
-    |B_t|); hyper = (lr, lr_decay, clip, lambda)."""
+    |B_t|); ``cfg`` the training run's SGDConfig."""
     weight = torch.ones(len(y), dtype=w0.dtype, device=X.device)
     weight[torch.as_tensor(U, device=X.device)] = 1 - s
-    return sgd(fm, w0, X, y, schedule, *hyper, weight=weight, progress=progress, desc=f"s={s:g}")
+    return sgd(fm, w0, X, y, schedule, cfg, weight=weight, progress=progress, desc=f"s={s:g}")
 
 
 def table_rows(w_T, runs, a_sum):
@@ -94,8 +94,7 @@ def diagnose(exp):
                          "normalised by |B_t|; rerun with --retrain_norm batch")
     w_T, _ = exp.original()
     a_sum, source = approximator_sum(exp, w_T)
-    hyper = (a.lr, a.lr_decay, a.clip, a.regularization)
-    runs = [(s, weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, hyper, exp.U, s,
+    runs = [(s, weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, exp.U, s,
                                progress=not a.quiet)) for s in S_VALUES]
     w_one = runs[-1][1]
     w_floor, _ = cached_floor(exp)
