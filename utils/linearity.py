@@ -75,7 +75,7 @@ def approximator_sum(exp, w_T):
     """(sum_{u in U} a_u, source): from exp's cached bank when it is complete and holds every
     u in U ('bank'), else by one replay of training for the rows U only ('replay')."""
     a = exp.args
-    _, cand_key = candidate_rows(a.hf_candidates, exp.n, exp.U)
+    _, cand_key = candidate_rows(a.hf_candidates, a.hf_candidate_list, exp.n, exp.U)
     directory = bank_dir(exp, cand_key)
     if complete(directory):
         bank = ShardedBank(directory, exp.device)
