@@ -33,20 +33,25 @@ flags() {
 # when OUT exists and was written by the same command line.
 capture() {
     local out=$1; shift
-    local cmd="python3 $* $COMMON --json"
+    common_flags
+    local cmd
+    cmd=$(printf '%q ' python3 "$@" "${COMMON[@]}" --json)
     if [ -f "$out" ] && [ "$(cat "$out.cmd" 2>/dev/null)" = "$cmd" ]; then
         echo "cached: $cmd" >&2
         return 0
     fi
     echo "+ $cmd" >&2
     mkdir -p "$(dirname "$out")"
-    # shellcheck disable=SC2086
-    if ! python3 "$@" $COMMON --json >"$out.tmp"; then
+    PARTIAL="$out.tmp"
+    if ! py "$@" "${COMMON[@]}" --json >"$out.tmp"; then
+        rm -f "$out.tmp"
+        PARTIAL=""
         echo "sweep $SWEEP stopped: this command failed: $cmd" >&2
         exit 1
     fi
     printf '%s' "$cmd" >"$out.cmd"
     mv "$out.tmp" "$out"
+    PARTIAL=""
 }
 
 # `release DIR TAG FLAGS...`: one certified release, its K draws, and the attacks on each draw
@@ -74,6 +79,6 @@ for setting in $SETTINGS; do
         # shellcheck disable=SC2086
         release "$DIR" "std$std" $F --std "$std"
     done
-    python3 -m tools.frontier --release_dir "$DIR" --title "$setting"
+    py -m tools.frontier --release_dir "$DIR" --title "$setting"
 done
 echo "sweep $SWEEP done: tables and figures in $RESULTS_DIR/<setting>/frontier.*" >&2

@@ -17,5 +17,5 @@ for seed in $SEEDS; do
     APPLICATION=1 unlearn_and_evaluate "${F[@]}"
     run main_MIAL.py "${F[@]}" --application --n_shadows "$SHADOWS"
 done
-py -m utils.mia_summary --results_dir "$RESULTS_DIR"
+py -m tools.mia_summary --results_dir "$RESULTS_DIR"
 finish_sweep

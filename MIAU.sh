@@ -21,5 +21,5 @@ for seed in $SEEDS; do
         done
     done
 done
-py -m utils.mia_summary --results_dir "$RESULTS_DIR"
+py -m tools.mia_summary --results_dir "$RESULTS_DIR"
 finish_sweep

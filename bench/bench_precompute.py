@@ -79,14 +79,13 @@ def count_flops(fn):
 
 def record(exp, steps):
     """The first ``steps`` steps of the training trajectory: (w_t, batch, eta_t, g_t)."""
-    a, out = exp.args, []
+    out = []
 
     def keep(t, w, batch, eta, g):
         if t < steps:
             out.append((w.clone(), batch, eta, g.clone()))
 
-    sgd(exp.fm, exp.w0, exp.X, exp.y, exp.schedule[:steps], a.lr, a.lr_decay, a.clip,
-        a.regularization, on_step=keep)
+    sgd(exp.fm, exp.w0, exp.X, exp.y, exp.schedule[:steps], exp.sgd_config, on_step=keep)
     return out
 
 

@@ -120,6 +120,6 @@ unlearn_and_evaluate() {
 finish_sweep() {
     common_flags
     py main_eva.py --aggregate "${COMMON[@]}" >/dev/null
-    py -m utils.sweep_figures --results_dir "$RESULTS_DIR" --title "$SWEEP" "$@"
+    py -m tools.sweep_figures --results_dir "$RESULTS_DIR" --title "$SWEEP" "$@"
     echo "sweep $SWEEP done: tables and figures in $RESULTS_DIR" >&2
 }

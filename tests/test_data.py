@@ -16,7 +16,7 @@ from utils.catalog import DATASETS
 from utils.data import (cached_decode, decode_tabular, image_split, load_data, load_splits, normalise_images,
                         read_idx, seeded_subset)
 from utils.errors import InputError
-from utils.synthetic import write_celeba, write_cifar, write_jpg, write_lfw
+from tools.synthetic import write_celeba, write_cifar, write_jpg, write_lfw
 
 
 def args_for(dataset, data_dir, n, seed=0, rate=0.5):

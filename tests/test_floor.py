@@ -14,7 +14,7 @@ from utils.errors import InputError
 from utils.floor import KINDS, WITHIN, annotate, ensure_floor, floor_model, perturbed_w0
 from utils.functional import FlatModel
 from utils.options import parse_args
-from utils.sweep_figures import floor_curve
+from tools.sweep_figures import floor_curve
 from utils.train import batch_gradient, sgd
 
 # strongly convex: L2-regularised multinomial logistic regression on Wine
@@ -65,8 +65,7 @@ def test_perturb_floor_is_the_perturbed_retrain_and_tiny_on_a_convex_model(dirs)
     w_floor, details = floor_model(exp, "perturb")
     xi = torch.randn(exp.fm.d, generator=torch.Generator().manual_seed(a.seed + 3), dtype=torch.float64)
     start = (exp.w0.double() * (1 + 1e-7 * xi)).float()
-    want = sgd(exp.fm, start, exp.X, exp.y, exp.schedule, a.lr, a.lr_decay, a.clip, a.regularization,
-               keep=exp.keep)
+    want = sgd(exp.fm, start, exp.X, exp.y, exp.schedule, exp.sgd_config, keep=exp.keep)
     assert torch.equal(w_floor, want) and details["perturb_seed"] == a.seed + 3
     floor = float((w_floor - w_retrain).norm())
     original = float((w_T - w_retrain).norm())
@@ -86,9 +85,7 @@ def test_other_floor_kinds(dirs, kind):
     if kind == "float64":
         assert w.dtype == torch.float64 and floor > 0
         fm64 = FlatModel(copy.deepcopy(exp.fm.module).double())
-        a = exp.args
-        want = sgd(fm64, exp.w0.double(), exp.X.double(), exp.y, exp.schedule, a.lr, a.lr_decay, a.clip,
-                   a.regularization, keep=exp.keep)
+        want = sgd(fm64, exp.w0.double(), exp.X.double(), exp.y, exp.schedule, exp.sgd_config, keep=exp.keep)
         assert torch.equal(w, want)
     else:
         assert details["threads"] != details["reference_threads"] == threads

@@ -10,7 +10,7 @@ from utils.bank import Bank
 from utils.hf import injection, recursion
 from utils.options import parse_args
 from utils.reference import dense_recursion
-from utils.train import clip_by_norm, make_schedule, step_size
+from utils.train import SGDConfig, clip_by_norm, make_schedule
 
 
 def tiny(name, dataset, shape, n, seed):
@@ -29,7 +29,7 @@ def weighted_sgd(fm, w0, X, y, schedule, lr, decay, clip, lam, u, s):
         weights[b == u] = 1.0 - s
         v = w.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(data_loss(fm, v, X[b], y[b], len(b), weights), v)
-        w = w - step_size(lr, decay, t) * clip_by_norm(g + lam * w, clip)
+        w = w - lr * decay ** t * clip_by_norm(g + lam * w, clip)
     return w
 
 
@@ -43,7 +43,7 @@ def test_approximator_is_the_derivative(name, dataset, shape, clip):
     schedule = make_schedule(n, 4, 3, seed=1)
     lr, decay, lam = 0.5, 0.99, 0.01
     rows = torch.arange(n)
-    w_T, A, rho_t = recursion(fm, w0, X, y, schedule, lr, decay, clip, lam, rows)
+    w_T, A, rho_t = recursion(fm, w0, X, y, schedule, SGDConfig(lr, decay, clip, lam), rows)
     assert len(rho_t) == len(schedule)
     h = 1e-5
     for u in (0, n - 1):
@@ -62,9 +62,9 @@ def test_recursion_equals_dense_matrices():
     for norm in ("batch", "mean"):
         for clip in (100.0, 0.4):
             rows = torch.tensor([1, 4, 8])
-            w, ref = dense_recursion(fm, w0, X, y, schedule, lr, decay, clip, lam, rows, norm)
+            w, ref = dense_recursion(fm, w0, X, y, schedule, SGDConfig(lr, decay, clip, lam), rows, norm)
             for engine in ("closed", "layers", "vjp"):
-                w_T, A, _ = recursion(fm, w0, X, y, schedule, lr, decay, clip, lam, rows, norm, engine,
+                w_T, A, _ = recursion(fm, w0, X, y, schedule, SGDConfig(lr, decay, clip, lam), rows, norm, engine,
                                       rho_iters=0)
                 torch.testing.assert_close(w_T, w)
                 torch.testing.assert_close(A, ref, rtol=1e-8, atol=1e-12)
@@ -93,9 +93,7 @@ def test_online_equals_batch():
 
 def distances(flags, norm="batch"):
     exp = Experiment(parse_args(flags + ["--retrain_norm", norm]))
-    a = exp.args
-    w_T, A, _ = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, a.lr, a.lr_decay, a.clip,
-                          a.regularization, exp.U, norm, rho_iters=0)
+    w_T, A, _ = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, exp.U, norm, rho_iters=0)
     w_unl = w_T + A.sum(0)
     w_re = exp.retrain(progress=False)
     return float((w_unl - w_re).norm()), float((w_T - w_re).norm())

@@ -67,7 +67,7 @@ def test_key_functions_read_the_table():
 def stored_paths(exp):
     """{family: path relative to --log_dir / --results_dir} of every keyed file of ``exp``."""
     a = exp.args
-    _, cand = candidate_rows(a.hf_candidates, exp.n, exp.U)
+    _, cand = candidate_rows(a.hf_candidates, a.hf_candidate_list, exp.n, exp.U)
     logs = {"train": exp.train_dir, "forget": exp.forget_dir, "hfbank": bank_dir(exp, cand),
             "hessian": exp.cache_path("hessian"),
             "ij-factor": exp.cache_path("ij-factor", keys.FAMILIES["ij-factor"]),

@@ -34,14 +34,12 @@ def linearity(*flags):
 @pytest.mark.parametrize("norm", ["batch", "mean"])
 def test_weight_one_minus_one_is_the_retrain_bit_for_bit(dirs, norm):
     exp = Experiment(parse_args(SMALL + dirs + ["--retrain_norm", norm]))
-    a = exp.args
-    hyper = (a.lr, a.lr_decay, a.clip, a.regularization)
-    w_one = weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, hyper, exp.U, 1.0)
+    w_one = weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, exp.U, 1.0)
     if norm == "batch":
         assert torch.equal(w_one, exp.retrain(progress=False))
     else:   # the weighted loss keeps |B_t| as normaliser: it is not the mean-normalised retrain
         assert not torch.equal(w_one, exp.retrain(progress=False))
-    w_zero = weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, hyper, exp.U, 0.0)
+    w_zero = weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, exp.U, 0.0)
     assert torch.equal(w_zero, exp.train_original(progress=False))
 
 
@@ -50,12 +48,10 @@ def test_residual_shrinks_like_s_squared_on_a_convex_model(dirs):
     (1 + 0.01 c3/c2); [80, 125] allows |c3/c2| up to about 2 (a wrong or missing a_u leaves a
     linear term: ratio ~10). In float64 the rounding (~1e-16 ||w||) is far below residual(0.01)."""
     exp = Experiment(parse_args(CONVEX + dirs))
-    a = exp.args
-    hyper = (a.lr, a.lr_decay, a.clip, a.regularization)
     fm = FlatModel(copy.deepcopy(exp.fm.module).double())
     X, w0 = exp.X.double(), exp.w0.double()
-    w_T, A, _ = recursion(fm, w0, X, exp.y, exp.schedule, *hyper, exp.U, "batch", rho_iters=0)
-    runs = [(s, weighted_train(fm, w0, X, exp.y, exp.schedule, hyper, exp.U, s)) for s in S_VALUES]
+    w_T, A, _ = recursion(fm, w0, X, exp.y, exp.schedule, exp.sgd_config, exp.U, "batch", rho_iters=0)
+    runs = [(s, weighted_train(fm, w0, X, exp.y, exp.schedule, exp.sgd_config, exp.U, s)) for s in S_VALUES]
     rows = {r["s"]: r for r in table_rows(w_T, runs, A.sum(0))}
     assert 80 < rows[0.1]["residual"] / rows[0.01]["residual"] < 125
     assert 80 < rows[0.3]["residual"] / rows[0.03]["residual"] < 125

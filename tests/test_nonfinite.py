@@ -11,11 +11,11 @@ from utils import newton
 from utils.baselines import neggrad
 from utils.errors import InputError
 from utils.experiment import Experiment
-from utils.finite import distance, reach_bound, require_finite
+from utils.finite import distance, require_finite
 from utils.hf import check_divergence
 from utils.options import parse_args
 from utils.report import fmt, table
-from utils.train import sgd
+from utils.train import SGDConfig, sgd
 
 FLAGS = WINE + ["--epochs", "2", "--num_dataset", "40", "--num_forget", "3"]
 # MNIST logistic whose Hessian-free recursion leaves the reachable ball at step 37 of 40
@@ -46,14 +46,14 @@ def test_require_finite():
 
 def test_reach_bound_against_a_sum_and_two_sgd_runs():
     for lr, decay, c, T in [(0.05, 0.995, 5.0, 480), (0.3, 1.0, 2.0, 17), (1.0, 0.9, 0.5, 1)]:
-        assert reach_bound(lr, decay, c, T) == pytest.approx(2 * c * sum(lr * decay ** t for t in range(T)))
+        assert SGDConfig(lr, decay, c, 0.0).reach_bound(T) == pytest.approx(2 * c * sum(lr * decay ** t for t in range(T)))
     # the bound holds for an original and a retrain with large steps (tight clipping)
     a = parse_args(FLAGS + ["--lr", "0.5", "--clip", "0.5", "--lr_decay", "0.99"])
     exp = Experiment(a)
     w_T = exp.train_original()
     w_re = exp.retrain()
     gap = float((w_T - w_re).norm())
-    assert 0 < gap <= reach_bound(a.lr, a.lr_decay, a.clip, len(exp.schedule))
+    assert 0 < gap <= exp.sgd_config.reach_bound(len(exp.schedule))
 
 
 def test_check_divergence_bounds_every_row():
@@ -91,7 +91,7 @@ def test_sgd_names_the_step():
     w0 = exp.w0.clone()
     w0[0] = float("inf")
     with pytest.raises(InputError, match=f"retrain: the gradient went non-finite at step 1 of {len(exp.schedule)}"):
-        sgd(exp.fm, w0, exp.X, exp.y, exp.schedule, 0.1, 1.0, 1.0, 0.0, desc="retrain")
+        sgd(exp.fm, w0, exp.X, exp.y, exp.schedule, SGDConfig(0.1, 1.0, 1.0, 0.0), desc="retrain")
 
 
 def test_neggrad_and_newton_results_are_checked(tmp_path, monkeypatch):

@@ -55,9 +55,7 @@ def test_retrain_never_reads_forgotten_samples(dirs):
     position = torch.full((exp.n,), -1, dtype=torch.long)
     position[rest] = torch.arange(len(rest))
     schedule = [position[b[exp.keep[b]]] for b in exp.schedule]
-    a = exp.args
-    w_subset = sgd(exp.fm, exp.w0, clean_subset, exp.y[rest], schedule, a.lr, a.lr_decay, a.clip,
-                   a.regularization)
+    w_subset = sgd(exp.fm, exp.w0, clean_subset, exp.y[rest], schedule, exp.sgd_config)
     assert torch.equal(w, w_subset)
 
 

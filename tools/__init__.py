@@ -1,1 +1,2 @@
-"""Command-line tools that read results written by the sweeps."""
+"""Command-line programs: sweep figures and summaries, the certified frontier, the linearity
+diagnostic, synthetic dataset files. Each runs as ``python3 -m tools.<name>``."""

@@ -42,9 +42,15 @@ def stats(values):
 
 
 def read(path):
+    """A script's ``--json`` summary as Certify.sh captured it (strict JSON; a summary on
+    stdout, not a stored artefact, so it carries no format mark)."""
     if not os.path.exists(path):
         raise InputError(f"{path} is missing; rerun Certify.sh")
-    return artifacts.read_json(path, remedy="delete it and rerun Certify.sh")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise InputError(f"corrupt capture {path} ({type(e).__name__}); delete it and rerun Certify.sh")
 
 
 def release_row(release_dir, tag):

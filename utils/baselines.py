@@ -6,10 +6,11 @@ with eta_{T+k} = lr * lr_decay^(T+k), i.e. the decayed step size carries on from
 NegGrad ascends the loss of the forgotten samples from w_T, without clipping:
     w <- w + s * (1/|b|) sum_{u in b} grad CE_u(w),   b a mini-batch of U, s = scale * lr.
 """
+from dataclasses import replace
 
 from utils.finite import require_finite
 from utils.functional import data_gradient
-from utils.train import make_schedule, sgd
+from utils.train import SGDConfig, make_schedule, sgd
 
 FINETUNE_SEED_OFFSET = 101
 NEGGRAD_SEED_OFFSET = 202
@@ -19,8 +20,9 @@ def finetune(fm, w_T, X, y, keep, args, steps_done, progress=False):
     """``args.finetune_epochs`` epochs of clipped SGD on the kept samples, starting at w_T."""
     schedule = [b.to(X.device) for b in make_schedule(len(y), args.batch_size, args.finetune_epochs,
                                                       args.seed + FINETUNE_SEED_OFFSET, args.reshuffle)]
-    lr = args.lr * args.lr_decay ** steps_done
-    return sgd(fm, w_T, X, y, schedule, lr, args.lr_decay, args.clip, args.regularization,
+    cfg = SGDConfig.from_args(args)
+    cfg = replace(cfg, lr=cfg.step_size(steps_done))       # the step size carries on from eta_T
+    return sgd(fm, w_T, X, y, schedule, cfg,
                keep=keep, norm="mean", progress=progress, desc="fine-tune",
                hint="lower --lr or --clip, or --finetune_epochs")
 

@@ -29,7 +29,6 @@ import math
 import torch
 from dp_accounting import get_sigma_gaussian
 from scipy.special import log_ndtr
-from scipy.stats import norm
 
 NOTHING_CERTIFIED = "nothing certified"
 
@@ -37,12 +36,6 @@ NOTHING_CERTIFIED = "nothing certified"
 def analytic_gaussian_sigma(epsilon, delta, sensitivity=1.0):
     """Smallest sigma making N(0, sigma^2) noise (epsilon, delta)-DP at L2 sensitivity Delta."""
     return sensitivity * get_sigma_gaussian(epsilon, delta)
-
-
-def gaussian_delta(sigma, epsilon, sensitivity=1.0):
-    """delta achieved by N(0, sigma^2) at sensitivity Delta (Balle & Wang, Theorem 8)."""
-    a, b = sensitivity / (2 * sigma), epsilon * sigma / sensitivity
-    return norm.cdf(a - b) - math.exp(epsilon) * norm.cdf(-a - b)
 
 
 def log_gaussian_delta(sigma, epsilon, sensitivity=1.0):

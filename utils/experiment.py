@@ -31,7 +31,7 @@ from utils.finite import distance, require_finite
 from utils.options import parse_args
 from utils.provenance import provenance
 from utils.report import finish, info, table
-from utils.train import make_schedule, pack_schedule, sgd, unpack_schedule
+from utils.train import SGDConfig, make_schedule, pack_schedule, sgd, unpack_schedule
 
 # Flags that change each method's result for a fixed training config and forget set:
 # they key the method's files, so two settings never overwrite each other.
@@ -79,6 +79,7 @@ class Experiment:
         self.keep = torch.ones(self.n, dtype=torch.bool)
         self.keep[self.U] = False
         self.keep = self.keep.to(self.device)
+        self.sgd_config = SGDConfig.from_args(args)
         self.schedule = [b.to(self.device) for b in
                          make_schedule(self.n, args.batch_size, args.epochs, args.seed, args.reshuffle)]
 
@@ -128,8 +129,7 @@ class Experiment:
     # ------------------------------------------------------------------ original model
     def train_original(self, progress=True):
         a = self.args
-        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, a.lr, a.lr_decay, a.clip,
-                   a.regularization, progress=progress and not a.quiet, desc="train original")
+        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, self.sgd_config, progress=progress and not a.quiet, desc="train original")
 
     def original(self):
         """(w_T, seconds spent training or 0 when cached); trains and caches on first use,
@@ -157,8 +157,7 @@ class Experiment:
     def retrain(self, progress=True):
         """Exact unlearning reference: the same SGD with U removed from every batch."""
         a = self.args
-        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, a.lr, a.lr_decay, a.clip,
-                   a.regularization, keep=self.keep, norm=a.retrain_norm,
+        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, self.sgd_config, keep=self.keep, norm=a.retrain_norm,
                    progress=progress and not a.quiet, desc="retrain")
 
     def require_original(self):

@@ -10,7 +10,7 @@ steps (the original and any retrain, whatever is deleted) end at most
     2 c sum_{t < T} eta_t
 
 apart. An approximator of a deletion's effect on w_T whose norm exceeds this bound predicts
-a retrained model that no clipped SGD run can reach: it has diverged (``reach_bound``).
+a retrained model that no clipped SGD run can reach: it has diverged (``SGDConfig.reach_bound``).
 """
 import math
 
@@ -29,15 +29,6 @@ def require_finite(tensor, what, hint):
     elif not math.isfinite(tensor):
         raise InputError(f"{what} is not finite ({tensor}): {hint}")
     return tensor
-
-
-def reach_bound(lr, lr_decay, clip, steps):
-    """2 c sum_{t < steps} lr * lr_decay^t: the farthest apart two clipped SGD runs can end."""
-    if lr_decay == 1:
-        total = lr * steps
-    else:
-        total = lr * (1 - lr_decay ** steps) / (1 - lr_decay)
-    return 2 * clip * total
 
 
 def distance(a, b, what, hint):

@@ -49,21 +49,20 @@ def floor_model(exp, kind):
     """(w, details): the retrain that defines the floor of ``kind`` for exp's config and U."""
     a = exp.args
     common = dict(keep=exp.keep, norm=a.retrain_norm, progress=not a.quiet, desc=f"floor ({kind})")
-    hyper = (a.lr, a.lr_decay, a.clip, a.regularization)
     if kind == "perturb":
         seed = a.seed + PERTURB_SEED_OFFSET
-        w = sgd(exp.fm, perturbed_w0(exp.w0, seed), exp.X, exp.y, exp.schedule, *hyper, **common)
+        w = sgd(exp.fm, perturbed_w0(exp.w0, seed), exp.X, exp.y, exp.schedule, exp.sgd_config, **common)
         return w, {"perturb_seed": seed, "relative": RELATIVE}
     if kind == "float64":
         fm64 = FlatModel(copy.deepcopy(exp.fm.module).double())
         X64 = exp.X.double() if exp.X.is_floating_point() else exp.X
-        w = sgd(fm64, exp.w0.double(), X64, exp.y, exp.schedule, *hyper, **common)
+        w = sgd(fm64, exp.w0.double(), X64, exp.y, exp.schedule, exp.sgd_config, **common)
         return w, {"dtype": "float64"}
     if kind == "threads":
         before = torch.get_num_threads()
         torch.set_num_threads(other_thread_count(before))
         try:
-            w = sgd(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, *hyper, **common)
+            w = sgd(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, **common)
         finally:
             torch.set_num_threads(before)
         return w, {"threads": other_thread_count(before), "reference_threads": before}

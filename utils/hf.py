@@ -30,7 +30,7 @@ from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
 from utils.hvp import choose_engine, step_jacobian
 from utils.errors import InputError
-from utils.finite import reach_bound, require_finite
+from utils.finite import require_finite
 from utils.provenance import provenance
 from utils.train import batch_gradient, sgd
 
@@ -47,7 +47,7 @@ def injection(G, norm):
     return G / b
 
 
-def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch",
+def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
               engine="auto", mem_budget_mb=1024.0, rho_iters=2, progress=False):
     """Replay training and run the approximator recursion for the samples ``rows``.
 
@@ -66,8 +66,9 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
     Returns (w_T, A, rho_t): A[r] = a_{rows[r]} in parameter order, rho_t the per-step
     power-iteration estimates of ||I - eta_t J_t||.
 
-    After every step t the largest ||a_u|| must be finite and at most 2 c sum_{s <= t} eta_s
-    (``utils.finite.reach_bound``: the farthest any deletion can move the clipped SGD
+    ``cfg`` is the training run's SGDConfig (step sizes, clip c, lambda). After every step t
+    the largest ||a_u|| must be finite and at most 2 c sum_{s <= t} eta_s
+    (``SGDConfig.reach_bound``: the farthest any deletion can move the clipped SGD
     iterate, so a larger a_u predicts an unreachable retrained model); otherwise the
     recursion has diverged and InputError names the step and the flag to change.
     """
@@ -80,7 +81,7 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
     state = {}
 
     def on_step(t, w, batch, eta, g):
-        op = step_jacobian(fm, w, X[batch], y[batch], lam, g, clip, engine, mem_budget_mb)
+        op = step_jacobian(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, engine, mem_budget_mb)
         state["op"] = op
         if len(A):
             op.contract_(A, eta)
@@ -92,9 +93,9 @@ def recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch
         if power is not None:
             power.step(op, eta)
         if len(A):
-            check_divergence(A, t, len(schedule), reach_bound(lr, lr_decay, clip, t + 1), power)
+            check_divergence(A, t, len(schedule), cfg.reach_bound(t + 1), power)
 
-    w_T = sgd(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, on_step=on_step,
+    w_T = sgd(fm, w0, X, y, schedule, cfg, on_step=on_step,
               progress=progress, desc="HF precompute")
     A = state["op"].from_internal(A) if "op" in state else A
     return w_T, A, torch.tensor(power.per_step if power else [], dtype=torch.float64)
@@ -179,8 +180,8 @@ def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
     start = time.perf_counter()
     gap = 0.0
     if ctx.is_main or hi > lo:
-        w_replay, A, rho_t = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, a.lr, a.lr_decay,
-                                       a.clip, a.regularization, rows[lo:hi], a.retrain_norm,
+        w_replay, A, rho_t = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config,
+                                       rows[lo:hi], a.retrain_norm,
                                        mem_budget_mb=a.mem_budget_mb, rho_iters=2 if ctx.is_main else 0,
                                        progress=ctx.is_main and not a.quiet)
         gap = check_replay(w_replay, w_T, exp)

@@ -14,30 +14,25 @@ and the noise floor of the distance. Where the first-order model holds the resid
 shrinks like s^2 (a factor 100 per decade of s) and stays far below the distance; where
 training is chaotic or kinked the residual is as large as the distance already at small s.
 """
-import os
+import torch
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from utils.bank import ShardedBank, complete  # noqa: E402
-from utils.errors import InputError  # noqa: E402
-from utils.floor import cached_floor  # noqa: E402
-from utils.hf import bank_dir, candidate_rows  # noqa: E402
-from utils.replay import Replay  # noqa: E402
-from utils.train import sgd  # noqa: E402
+from utils.bank import ShardedBank, complete
+from utils.errors import InputError
+from utils.floor import cached_floor
+from utils.hf import bank_dir, candidate_rows
+from utils.plots import plt, save_figure
+from utils.replay import Replay
+from utils.train import sgd
 
 S_VALUES = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-def weighted_train(fm, w0, X, y, schedule, hyper, U, s, progress=False):
+def weighted_train(fm, w0, X, y, schedule, cfg, U, s, progress=False):
     """w_T(s): SGD from w0 over ``schedule`` with weight 1 - s on the samples U (normaliser
-    |B_t|); hyper = (lr, lr_decay, clip, lambda)."""
+    |B_t|); ``cfg`` the training run's SGDConfig."""
     weight = torch.ones(len(y), dtype=w0.dtype, device=X.device)
     weight[torch.as_tensor(U, device=X.device)] = 1 - s
-    return sgd(fm, w0, X, y, schedule, *hyper, weight=weight, progress=progress, desc=f"s={s:g}")
+    return sgd(fm, w0, X, y, schedule, cfg, weight=weight, progress=progress, desc=f"s={s:g}")
 
 
 def table_rows(w_T, runs, a_sum):
@@ -73,18 +68,14 @@ def plot(rows, floor, title, path):
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def approximator_sum(exp, w_T):
     """(sum_{u in U} a_u, source): from exp's cached bank when it is complete and holds every
     u in U ('bank'), else by one replay of training for the rows U only ('replay')."""
     a = exp.args
-    _, cand_key = candidate_rows(a.hf_candidates, exp.n, exp.U)
+    _, cand_key = candidate_rows(a.hf_candidates, a.hf_candidate_list, exp.n, exp.U)
     directory = bank_dir(exp, cand_key)
     if complete(directory):
         bank = ShardedBank(directory, exp.device)
@@ -103,8 +94,7 @@ def diagnose(exp):
                          "normalised by |B_t|; rerun with --retrain_norm batch")
     w_T, _ = exp.original()
     a_sum, source = approximator_sum(exp, w_T)
-    hyper = (a.lr, a.lr_decay, a.clip, a.regularization)
-    runs = [(s, weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, hyper, exp.U, s,
+    runs = [(s, weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, exp.U, s,
                                progress=not a.quiet)) for s in S_VALUES]
     w_one = runs[-1][1]
     w_floor, _ = cached_floor(exp)

@@ -14,6 +14,7 @@ def save_figure(fig, path):
     fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
+    return path
 
 
 def roc_panel(ax, curves, title, log_scale=False):

@@ -12,16 +12,17 @@ import torch
 
 from utils.functional import data_loss
 from utils.hf import injection
-from utils.train import clip_by_norm, step_size
+from utils.train import clip_by_norm
 
 
-def dense_recursion(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, rows, norm="batch"):
+def dense_recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch"):
     """(w_T, A) with A[r] = a_{rows[r]}, both by explicit matrices (float64 advised)."""
     ref = torch.zeros(len(rows), fm.d, dtype=w0.dtype)
     w = w0.clone()
     I = torch.eye(fm.d, dtype=w0.dtype)
+    lam, clip = cfg.lam, cfg.clip
     for t, b in enumerate(schedule):
-        eta = step_size(lr, lr_decay, t)
+        eta = cfg.step_size(t)
         L = lambda v: data_loss(fm, v, X[b], y[b], len(b))
         g = torch.autograd.functional.jacobian(L, w) + lam * w
         H = torch.autograd.functional.hessian(L, w) + lam * I

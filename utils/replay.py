@@ -47,7 +47,7 @@ class Replay:
         a = self.exp.args
         rows = torch.as_tensor([int(u) for u in U], dtype=torch.long)
         w_replay, A, rho_t = recursion(self.exp.fm, self.w0, self.exp.X, self.exp.y, self.schedule,
-                                       a.lr, a.lr_decay, a.clip, a.regularization, rows, a.retrain_norm,
+                                       self.exp.sgd_config, rows, a.retrain_norm,
                                        mem_budget_mb=a.mem_budget_mb,
                                        rho_iters=2 if self.rho_t is None else 0,
                                        progress=not a.quiet)

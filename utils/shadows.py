@@ -104,7 +104,7 @@ def train_shadow(exp, pool, in_mask, seed):
     w0 = FlatModel(build_model(a.model, a.dataset, a.pretrained)).initial_vector().to(exp.device)
     idx = torch.as_tensor(np.flatnonzero(in_mask), device=exp.device)
     schedule = [b.to(exp.device) for b in make_schedule(len(idx), a.batch_size, a.epochs, seed, a.reshuffle)]
-    return sgd(exp.fm, w0, pool.X[idx], pool.y[idx], schedule, a.lr, a.lr_decay, a.clip, a.regularization)
+    return sgd(exp.fm, w0, pool.X[idx], pool.y[idx], schedule, exp.sgd_config)
 
 
 def shadow_scores(exp, pool, K, progress=True):

@@ -10,6 +10,8 @@ per-sample weight v_i multiplies CE_i in the data term (samples of weight 0 are 
 so v = 1 off U and 0 on U is exactly the retrain); the linearity diagnostic uses
 v_u = 1 - s on U.
 """
+from dataclasses import dataclass
+
 import torch
 from tqdm import tqdm
 
@@ -23,8 +25,31 @@ def clip_by_norm(g, c):
     return g * torch.clamp(c / norm, max=1.0) if norm > 0 else g
 
 
-def step_size(lr, lr_decay, t):
-    return lr * lr_decay ** t
+@dataclass(frozen=True)
+class SGDConfig:
+    """The training run's step sizes, clipping and regularisation, built once from the
+    flags (``--lr --lr_decay --clip --regularization``) and passed whole:
+    eta_t = lr * lr_decay^t, clip c, L2 weight lambda."""
+    lr: float
+    lr_decay: float
+    clip: float
+    lam: float
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.lr, args.lr_decay, args.clip, args.regularization)
+
+    def step_size(self, t):
+        """eta_t = lr * lr_decay^t."""
+        return self.lr * self.lr_decay ** t
+
+    def reach_bound(self, steps):
+        """2 c sum_{t < steps} eta_t: the farthest apart two clipped SGD runs can end."""
+        if self.lr_decay == 1:
+            total = self.lr * steps
+        else:
+            total = self.lr * (1 - self.lr_decay ** steps) / (1 - self.lr_decay)
+        return 2 * self.clip * total
 
 
 def make_schedule(n, batch_size, epochs, seed, reshuffle=False):
@@ -77,9 +102,9 @@ def batch_gradient(fm, w, X, y, batch, lam, keep=None, norm="batch", weight=None
     return g
 
 
-def sgd(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, keep=None, norm="batch",
+def sgd(fm, w0, X, y, schedule, cfg, keep=None, norm="batch",
         on_step=None, progress=False, desc="train", hint="lower --lr or --clip", weight=None):
-    """Run clipped SGD from w0 over ``schedule``; returns w_T.
+    """Run clipped SGD (``cfg``: an SGDConfig) from w0 over ``schedule``; returns w_T.
 
     keep: optional bool mask over the n samples; samples outside it are never indexed.
     weight: optional per-sample weight of the data term (``batch_gradient``).
@@ -91,15 +116,15 @@ def sgd(fm, w0, X, y, schedule, lr, lr_decay, clip, lam, keep=None, norm="batch"
     w = w0.detach().clone()
     T = len(schedule)
     for t, batch in enumerate(tqdm(schedule, desc=desc, disable=not progress, leave=False)):
-        eta = step_size(lr, lr_decay, t)
-        g = batch_gradient(fm, w, X, y, batch, lam, keep, norm, weight)
+        eta = cfg.step_size(t)
+        g = batch_gradient(fm, w, X, y, batch, cfg.lam, keep, norm, weight)
         gnorm = float(torch.linalg.vector_norm(g))
         if not torch.isfinite(torch.tensor(gnorm)):
             raise InputError(f"{desc}: the gradient went non-finite at step {t + 1} of {T} "
                              f"(||g|| = {gnorm:.3g}, ||w|| = {float(w.norm()):.3g}): {hint}")
         if on_step is not None:
             on_step(t, w, batch, eta, g)
-        w = w - eta * clip_by_norm(g, clip)
+        w = w - eta * clip_by_norm(g, cfg.clip)
     if not bool(torch.isfinite(w).all()):
         raise InputError(f"{desc}: the parameters went non-finite at step {T} of {T}: {hint}")
     return w

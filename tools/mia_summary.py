@@ -1,6 +1,6 @@
 """Collect the MIA-U and LiRA result files of a results folder into Markdown tables.
 
-    python3 -m utils.mia_summary --results_dir results/MIAU
+    python3 -m tools.mia_summary --results_dir results/MIAU
 
 MIAU_summary.md: one row per (setting, feature construction, attack), one column per
 target: held-out AUC ± std over folds and repeats, then the authors' in-sample AUC.

@@ -4,7 +4,7 @@ Used by the tests and by the quick modes of the ResNet-18 sweeps on machines wit
 real files. The images are random colours: models trained on them learn nothing useful;
 they only exercise the loaders and the pipeline.
 
-    python3 -m utils.synthetic DIR      # writes DIR/cifar-10-batches-py, DIR/celeba, DIR/lfw
+    python3 -m tools.synthetic DIR      # writes DIR/cifar-10-batches-py, DIR/celeba, DIR/lfw
 """
 import os
 import pickle
@@ -70,6 +70,6 @@ def write_all(root, size=200, seed=0):
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python3 -m utils.synthetic DIR")
+        sys.exit("usage: python3 -m tools.synthetic DIR")
     write_all(sys.argv[1])
     print(f"synthetic CIFAR-10, CelebA and LFW files written under {sys.argv[1]}", file=sys.stderr)

@@ -6,20 +6,16 @@ For every (dataset, model) in ``--results_dir``: the L2 distance to the retraine
 panel also shows the noise floor (black, dashed, ± std band) and WITHIN x floor (dotted):
 a method below the dotted line is indistinguishable from exact retraining.
 
-    python3 -m utils.sweep_figures --results_dir results/MNIST --title MNIST [--x num_forget|lr|epochs]
+    python3 -m tools.sweep_figures --results_dir results/MNIST --title MNIST [--x num_forget|lr|epochs]
 """
 import argparse
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from utils.evaluation import aggregate  # noqa: E402
-from utils.errors import InputError  # noqa: E402
-from utils.floor import WITHIN  # noqa: E402
+from utils.evaluation import aggregate
+from utils.errors import InputError
+from utils.floor import WITHIN
+from utils.plots import plt, save_figure
 
 LABELS = {"num_forget": "number of deletions m", "lr": "step size lr", "epochs": "epochs"}
 
@@ -82,12 +78,7 @@ def plot(agg, x, results_dir, title):
             ax.legend(fontsize=8)
         fig.suptitle(f"{title}: {dataset} / {model} (mean ± std over seeds)")
         fig.tight_layout()
-        path = os.path.join(results_dir, f"fig_{dataset}_{model}_{x}.png")
-        tmp = path + ".tmp.png"
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, path)
-        paths.append(path)
+        paths.append(save_figure(fig, os.path.join(results_dir, f"fig_{dataset}_{model}_{x}.png")))
     return paths
 
 
