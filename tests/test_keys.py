@@ -13,7 +13,7 @@ from utils import keys
 from utils.evaluation import result_base
 from utils.experiment import METHOD_FLAGS, Experiment
 from utils.hf import BANK_FLAGS, bank_dir, candidate_rows
-from utils.options import build_parser, parse_args
+from utils.options import build_parser, parse_args, parse_indices
 from utils.targets import results_base
 
 # classified here, defined by parsers of other branches (tolerated while absent)
@@ -117,6 +117,8 @@ def test_changing_a_flag_changes_exactly_the_files_it_is_claimed_to_key(tmp_path
             continue              # only through a derived input: the tests below
         exp.args = copy.copy(args)
         setattr(exp.args, flag, other_value(action, getattr(args, flag)))
+        if flag == "hf_candidates":      # parse time derives the list the key functions read
+            exp.args.hf_candidate_list = parse_indices("--hf_candidates", exp.args.hf_candidates)
         now = stored_paths(exp)
         moved = {k for k in base if now[k] != base[k]}
         claimed = affected(what) if kind == "keys" else set()
