@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import run_script
-from utils.evaluation import _label, aggregate_csv, aggregate_markdown, text_table
+from utils.evaluation import _label, setting_of, aggregate_csv, aggregate_markdown, text_table
 from utils.experiment import Experiment
 from utils.errors import InputError
 from utils.floor import KINDS, WITHIN, annotate, ensure_floor, floor_model, perturbed_w0
@@ -161,3 +161,14 @@ def test_aggregate_tables_and_figure_carry_the_floor():
     assert floor_curve(agg, "num_forget") == {("mnist", "cnn"): [(10, 0.03, 0.01)]}
     assert _label(setting) == "mnist/cnn n=1000 m=10 lr=0.05 epochs=20"
     assert _label(dict(setting, floor="threads")).endswith(" epochs=20 floor=threads")
+
+
+def test_explicit_candidate_lists_of_equal_size_pool_across_seeds(dirs):
+    """Per-seed --hf_candidates lists (each seed's largest U) share one setting when their
+    sizes match; a different size is a different setting."""
+    def setting(seed, cands):
+        return setting_of(experiment(dirs, LOGISTIC, "--seed", str(seed), "--hf_candidates", cands))
+    a, b = setting(1, "0,3,5,7,9,11,13,15,17,19"), setting(2, "2,4,6,8,10,12,14,16,18,20")
+    assert a == b and a["hf_candidates"] == "10 explicit"
+    assert setting(1, "0,3,5,7,9,11,13,15,17") != a
+    assert setting(1, "all")["hf_candidates"] == "all"

@@ -52,6 +52,10 @@ def setting_of(exp):
     cfg["forget_indices"] = exp.args.forget_list
     for flags in METHOD_FLAGS.values():
         cfg.update(exp.method_config(flags))
+    if exp.args.hf_candidate_list is not None:
+        # an explicit list is drawn per seed (a nested sweep's largest U); Proposed reads only
+        # U's rows, so the setting records how many candidates, not which, and seeds pool
+        cfg["hf_candidates"] = f"{len(exp.args.hf_candidate_list)} explicit"
     return cfg
 
 
