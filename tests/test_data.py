@@ -203,6 +203,20 @@ def test_truncated_debian_gz_is_one_line_naming_it(tmp_path, monkeypatch):
         load_splits("fashion-mnist", tmp_path / "data")
 
 
+def test_fmnist_source_is_the_same_on_the_installing_run_and_after(tmp_path, monkeypatch):
+    """The data source enters the trained model's cache key: copying the Debian files must not change it."""
+    deb = tmp_path / "deb"
+    deb.mkdir()
+    raw = write_mnist(tmp_path / "src")
+    for name in data.IDX_FILES:
+        (deb / (name + ".gz")).write_bytes(gzip.compress((tmp_path / "src" / "MNIST" / "raw" / name).read_bytes()))
+    monkeypatch.setattr(data, "FMNIST_DEBIAN_DIR", str(deb))
+    first = load_splits("fashion-mnist", tmp_path / "data")
+    assert (tmp_path / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    second = load_splits("fashion-mnist", tmp_path / "data")
+    assert first[2] == second[2] and len(first[0]) == len(raw["train-labels-idx1-ubyte"])
+
+
 def test_damaged_celeba_files_are_one_line_naming_them(tmp_path):
     names = write_celeba(tmp_path, male=[1, -1, 1], partition=[0, 0, 2])
     image = tmp_path / "celeba" / "img_align_celeba" / names[1]

@@ -245,11 +245,12 @@ def install_fmnist_from_debian(data_dir):
 def load_fashion_mnist(data_dir):
     info = DATASETS["fashion-mnist"]
     got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir)
+    # one source string whether or not this call copied the files: it is part of the trained
+    # model's cache key, so the installing run and later runs must share it
     source = "fashion-mnist official IDX files"
     if got is None and os.path.isdir(FMNIST_DEBIAN_DIR):
         install_fmnist_from_debian(data_dir)
         got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir)
-        source = "fashion-mnist official IDX files (Debian package dataset-fashion-mnist)"
     if got is None:
         raise _missing("fashion-mnist", data_dir, ["FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"])
     (xtr, ytr), (xte, yte) = got
