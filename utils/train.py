@@ -10,6 +10,7 @@ per-sample weight v_i multiplies CE_i in the data term (samples of weight 0 are 
 so v = 1 off U and 0 on U is exactly the retrain); the linearity diagnostic uses
 v_u = 1 - s on U.
 """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -119,7 +120,7 @@ def sgd(fm, w0, X, y, schedule, cfg, keep=None, norm="batch",
         eta = cfg.step_size(t)
         g = batch_gradient(fm, w, X, y, batch, cfg.lam, keep, norm, weight)
         gnorm = float(torch.linalg.vector_norm(g))
-        if not torch.isfinite(torch.tensor(gnorm)):
+        if not math.isfinite(gnorm):
             raise InputError(f"{desc}: the gradient went non-finite at step {t + 1} of {T} "
                              f"(||g|| = {gnorm:.3g}, ||w|| = {float(w.norm()):.3g}): {hint}")
         if on_step is not None:
