@@ -70,6 +70,24 @@ def test_recursion_equals_dense_matrices():
                 torch.testing.assert_close(A, ref, rtol=1e-8, atol=1e-12)
 
 
+def test_summed_recursion_is_the_sum_of_the_rows():
+    """summed=True (batch replay) against the dense reference's rows added up, with several
+    rows of the set in one batch, both normalisations, clipping on and off."""
+    n, lam, lr, decay = 12, 0.01, 0.6, 0.97
+    fm, w0, X, y = tiny("mlp", "wine", (13,), n, seed=11)
+    schedule = make_schedule(n, 6, 3, seed=5)
+    rows = torch.tensor([0, 3, 5, 6, 10])
+    assert max(int(torch.isin(b, rows).sum()) for b in schedule) >= 2
+    for norm in ("batch", "mean"):
+        for clip in (100.0, 0.3):
+            cfg = SGDConfig(lr, decay, clip, lam)
+            _, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, norm)
+            w_T, S, _ = recursion(fm, w0, X, y, schedule, cfg, rows, norm, rho_iters=0, summed=True)
+            assert S.shape == (1, fm.d)
+            assert ref.sum(0).norm() > 1e-3
+            torch.testing.assert_close(S[0], ref.sum(0), rtol=1e-8, atol=1e-12)
+
+
 def test_injection_mean_variant():
     G = torch.randn(5, 7, dtype=torch.float64)
     out = injection(G, "mean")

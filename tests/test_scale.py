@@ -125,6 +125,9 @@ def test_replay_online_equals_bank_and_reduced_precision(tmp_path):
         assert len(times) == 7 and replay.replays == 7
         torch.testing.assert_close(w_rep, w_bank, rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(replay.vectors(U), bank.gather(U)[0], rtol=1e-5, atol=1e-7)
+        w_sum, _ = replay.unlearn_batch(w_T, U)                      # one summed vector
+        assert replay.replays == 9
+        torch.testing.assert_close(w_sum, w_bank, rtol=1e-5, atol=1e-7)
         with pytest.raises(InputError, match="no approximator"):
             bank.gather([int(i) for i in range(exp.n) if i not in set(exp.U.tolist())][:1])
 

@@ -48,7 +48,7 @@ def injection(G, norm):
 
 
 def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
-              engine="auto", mem_budget_mb=1024.0, rho_iters=2, progress=False):
+              engine="auto", mem_budget_mb=1024.0, rho_iters=2, progress=False, summed=False):
     """Replay training and run the approximator recursion for the samples ``rows``.
 
     The update of the paper, at every step t of training and for every sample u (a_u = 0 at
@@ -66,17 +66,24 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
     Returns (w_T, A, rho_t): A[r] = a_{rows[r]} in parameter order, rho_t the per-step
     power-iteration estimates of ||I - eta_t J_t||.
 
+    summed=True returns A with one row, sum_{u in rows} a_u: the update is linear in a_u
+    with the same operator for every u, so the sum obeys the same recursion with the
+    injections of all of ``rows`` in B_t added into one vector (one Hessian-vector product
+    per step instead of |rows|; equal to A.sum(0) up to rounding).
+
     ``cfg`` is the training run's SGDConfig (step sizes, clip c, lambda). After every step t
     the largest ||a_u|| must be finite and at most 2 c sum_{s <= t} eta_s
     (``SGDConfig.reach_bound``: the farthest any deletion can move the clipped SGD
     iterate, so a larger a_u predicts an unreachable retrained model); otherwise the
-    recursion has diverged and InputError names the step and the flag to change.
+    recursion has diverged and InputError names the step and the flag to change (with
+    summed=True the bound holds for the sum: it predicts the retrain without all of rows).
     """
     engine = choose_engine(fm, engine)
     n = len(y)
     row_of = torch.full((n,), -1, dtype=torch.long, device=X.device)
-    row_of[rows.to(X.device)] = torch.arange(len(rows), device=X.device)
-    A = torch.zeros(len(rows), fm.d, dtype=w0.dtype, device=w0.device)   # internal layout
+    row_of[rows.to(X.device)] = 0 if summed else torch.arange(len(rows), device=X.device)
+    A = torch.zeros(min(len(rows), 1) if summed else len(rows), fm.d,
+                    dtype=w0.dtype, device=w0.device)                     # internal layout
     power = PowerIteration(fm.d, w0.dtype, w0.device, iters=rho_iters) if rho_iters > 0 else None
     state = {}
 

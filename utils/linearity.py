@@ -82,7 +82,7 @@ def approximator_sum(exp, w_T):
         if all(int(u) in bank.row_of for u in exp.U):
             block, _ = bank.gather(exp.U)
             return block.to(w_T.dtype).sum(0), "bank"
-    return Replay(exp, w_T).vectors(exp.U).sum(0), "replay"
+    return Replay(exp, w_T).vectors(exp.U, summed=True)[0], "replay"
 
 
 def diagnose(exp):

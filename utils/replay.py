@@ -9,7 +9,9 @@ request for the set R runs the recursion of ``utils.hf`` for the rows of R only,
 fused with one replay of training: T block Hessian-vector products over |R| vectors
 instead of T over n (or the candidate set) up front. The result is the bank's a_u exactly
 (same operations on the same rows). Online mode answers each request with its own
-replay (the latency of one request); batch mode replays once for the whole set.
+replay (the latency of one request); batch mode replays once for the whole set and, as
+only sum_{u in U} a_u is needed, carries that sum as one vector (``recursion(summed=True)``:
+T products with one vector, whatever |U|).
 """
 import os
 import time
@@ -42,15 +44,16 @@ class Replay:
     def rho(self):
         return float(self.rho_t.max()) if self.rho_t is not None and len(self.rho_t) else float("nan")
 
-    def vectors(self, U):
-        """a_u for u in U, in order, by one replay of training: (|U|, d) block."""
+    def vectors(self, U, summed=False):
+        """a_u for u in U, in order, by one replay of training: (|U|, d) block; with
+        summed=True the (1, d) block sum_{u in U} a_u."""
         a = self.exp.args
         rows = torch.as_tensor([int(u) for u in U], dtype=torch.long)
         w_replay, A, rho_t = recursion(self.exp.fm, self.w0, self.exp.X, self.exp.y, self.schedule,
                                        self.exp.sgd_config, rows, a.retrain_norm,
                                        mem_budget_mb=a.mem_budget_mb,
                                        rho_iters=2 if self.rho_t is None else 0,
-                                       progress=not a.quiet)
+                                       progress=not a.quiet, summed=summed)
         check_replay(w_replay, self.w_T, self.exp)
         if self.rho_t is None:
             self.rho_t = rho_t
@@ -70,5 +73,5 @@ class Replay:
     def unlearn_batch(self, w, U):
         """One replay for the whole set: w + sum_{u in U} a_u. Returns (w, seconds)."""
         start = time.perf_counter()
-        out = w + self.vectors(U).sum(0) if len(U) else w.clone()
+        out = w + self.vectors(U, summed=True)[0] if len(U) else w.clone()
         return out, time.perf_counter() - start
