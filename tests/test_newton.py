@@ -1,15 +1,20 @@
 """Newton step and infinitesimal jackknife: accuracy on a strongly convex problem, edge cases."""
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from helpers import WINE, run_script
+from helpers import ROOT, WINE, run_script
 from models import Logistic
 from utils.experiment import Experiment
 from utils.functional import FlatModel, per_sample_ce
 from utils.hessian import gradient_sum, hessian_sum
-from utils.newton import factorize, ij_factor, ij_step, newton_step, solve, unlearn_ij, unlearn_ns
+from utils.newton import (DAMPING_GRID, factorize, full_hessian, ij_factor, ij_step, newton_step,
+                          smallest_pd_damping, solve, unlearn_ij, unlearn_ns)
 from utils.errors import InputError
 from utils.options import parse_args
 
@@ -100,3 +105,37 @@ def test_script_not_positive_definite_error(dirs):
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert re.match(r"error: .*not positive definite \(smallest eigenvalue -[0-9.e-]+\); increase --damping_factor", last)
+
+
+def reference_damping(H_sum, n, grid=DAMPING_GRID):
+    """The first grid kappa with lambda_min(H_sum / n) + kappa > 0, by eigenvalues."""
+    low = float(torch.linalg.eigvalsh(H_sum.double() / n)[0])
+    return next((k for k in grid if low + k > 0), None)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_smallest_pd_damping_matches_the_eigenvalues(seed):
+    g = torch.Generator().manual_seed(seed)
+    d, n = 12, 5
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    low = [-3e-3, -2e-5, 0.2, -0.5, -50.0, -4e-2][seed]       # PD already, mid-grid, beyond the grid
+    eig = torch.cat([torch.tensor([low]), torch.rand(d - 1, generator=g, dtype=torch.float64) + 0.1])
+    H_sum = n * (Q * eig) @ Q.T
+    kappa, checked = smallest_pd_damping(H_sum, n)
+    assert kappa == reference_damping(H_sum, n)
+    assert len(checked) <= 4                                   # bisection over 9 points
+    if kappa is not None:
+        assert checked[kappa] and all(not ok for k, ok in checked.items() if k < kappa)
+
+
+def test_damping_tool_on_a_nonconvex_model(dirs):
+    flags = WINE + dirs + ["--epochs", "3", "--json"]
+    proc = subprocess.run([sys.executable, "-m", "tools.damping", *flags], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, HFU_OFFLINE="1"))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    exp = Experiment(parse_args(WINE + dirs + ["--epochs", "3"]))
+    H, _, cached = full_hessian(exp, exp.original()[0])
+    assert cached and out["hessian_cached"] is False           # the tool computed it, NU/IJ reuse it
+    assert out["smallest_pd_damping"] == reference_damping(H, exp.n)
+    assert os.path.exists(os.path.join(dirs[3], os.listdir(dirs[3])[0]))

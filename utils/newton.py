@@ -79,6 +79,33 @@ def ij_factor(H_sum, n, kappa, solver="cholesky"):
     return factorize(A, "the damped full-data Hessian H + kappa I", solver)
 
 
+DAMPING_GRID = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def smallest_pd_damping(H_sum, n, grid=DAMPING_GRID):
+    """The smallest kappa of the ascending ``grid`` with H + kappa I = H_sum / n + kappa I
+    positive definite (a float64 Cholesky succeeds), or None when none is. PD-ness is
+    monotone in kappa, so a bisection over the grid factorises about log2(len(grid)) times.
+    Returns (kappa or None, {kappa: positive definite?} for the points factorised)."""
+    A = H_sum.double() / n
+    checked = {}
+
+    def positive_definite(kappa):
+        B = A.clone()
+        B.diagonal().add_(kappa)
+        checked[kappa] = int(torch.linalg.cholesky_ex(B)[1]) == 0
+        return checked[kappa]
+
+    lo, hi = 0, len(grid)                  # the answer's index lies in [lo, hi]; hi = none
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if positive_definite(grid[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return (grid[lo] if lo < len(grid) else None), checked
+
+
 def ij_step(w_T, factor, g_U, n):
     """IJ: w_T + (1/n) (H + kappa I)^{-1} g_U, with ``factor`` that of H + kappa I."""
     return w_T + solve(factor, g_U) / n
