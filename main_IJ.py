@@ -10,10 +10,10 @@ damped full-data Hessian, applies the step and writes the unlearned model and it
 from utils.options import parse_args
 
 if __name__ == "__main__":
-    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+    ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 from utils.experiment import run_baseline, run_main
 from utils.newton import unlearn_ij
 
 if __name__ == "__main__":
-    run_main(lambda: run_baseline("IJ", unlearn_ij))
+    run_main(run_baseline, "IJ", unlearn_ij, ARGS)

@@ -12,7 +12,7 @@ forget set U versus non-members; writes <results>/MIAL-*.{txt,json,png}.
 from utils.options import parse_args
 
 if __name__ == "__main__":
-    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+    ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 import numpy as np
 
@@ -43,8 +43,7 @@ def summarise(scores, pool, forget):
     return out
 
 
-def main():
-    args = parse_args()
+def main(args):
     check_shadow_count(args.n_shadows)
     exp = Experiment(args)
     m = len(exp.U)
@@ -86,4 +85,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, ARGS)

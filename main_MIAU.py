@@ -11,7 +11,7 @@ balanced) and in-sample ROC AUC and TPR at 1% FPR; writes <results>/MIAU-*.{txt,
 from utils.options import parse_args
 
 if __name__ == "__main__":
-    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+    ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 import numpy as np
 
@@ -26,8 +26,7 @@ TARGETS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "Neg
 COLUMNS = ["target", "auc_heldout", "auc_heldout_std", "tpr_at_1fpr", "auc_insample", "tpr_at_1fpr_insample"]
 
 
-def main():
-    args = parse_args()
+def main(args):
     exp = Experiment(args)
     m = len(exp.U)
     if m < 2 or exp.n - m < m:
@@ -66,4 +65,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, ARGS)

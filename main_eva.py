@@ -13,16 +13,15 @@ Aggregate: per (setting, method) mean ± std over seeds, as Markdown and CSV.
 from utils.options import parse_args
 
 if __name__ == "__main__":
-    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+    ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.evaluation import aggregate, compare, text_table, write_aggregate, write_result
+from utils.evaluation import aggregate, compare, text_table, thread_notice, write_aggregate, write_result
 from utils.experiment import Experiment, run_main
 from utils.floor import annotate, ensure_floor
 from utils.report import finish, info
 
 
-def main():
-    args = parse_args()
+def main(args):
     if args.aggregate:
         agg = aggregate(args.results_dir)
         md, cs = write_aggregate(args.results_dir, agg)
@@ -31,10 +30,12 @@ def main():
     exp = Experiment(args)
     ensure_floor(exp)
     rows = annotate(compare(exp))
+    if thread_notice(rows):
+        info(thread_notice(rows))
     txt, js = write_result(exp, rows)
     info(f"{args.dataset}/{args.model} n={exp.n} m={len(exp.U)} seed={args.seed}; distance = L2 to Retrain, floor: {args.floor}")
     finish(rows, args.json, text_table(rows) + f"\nwritten: {txt}, {js}")
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, ARGS)

@@ -3,14 +3,15 @@
 from utils.options import parse_args
 
 if __name__ == "__main__":
-    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+    ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 from utils.baselines import finetune
 from utils.experiment import run_baseline, run_main
 
-def main():
-    run_baseline("Finetune", lambda exp, w_T: finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, exp.args,
-                                                       len(exp.schedule), progress=not exp.args.quiet))
+
+def unlearn(exp, w_T):
+    return finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, exp.args, len(exp.schedule), progress=not exp.args.quiet)
+
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(run_baseline, "Finetune", unlearn, ARGS)

@@ -2,15 +2,15 @@
 from utils.options import parse_args
 
 if __name__ == "__main__":
-    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+    ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 from utils.baselines import neggrad
 from utils.experiment import run_baseline, run_main
 
 
-def main():
-    run_baseline("NegGrad", lambda exp, w_T: neggrad(exp.fm, w_T, exp.X, exp.y, exp.U, exp.args))
+def unlearn(exp, w_T):
+    return neggrad(exp.fm, w_T, exp.X, exp.y, exp.U, exp.args)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(run_baseline, "NegGrad", unlearn, ARGS)

@@ -23,7 +23,7 @@ stored record and running the recursion for the requested vectors only (utils.re
 from utils.options import check_candidates_cover, parse_args
 
 if __name__ == "__main__":
-    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+    ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 import math
 import statistics
@@ -151,8 +151,7 @@ def precompute_note(args, seconds, figures):
     return f"{'cached' if seconds == 0 else 'now'}, {figures['precompute_world_size']} rank(s)"
 
 
-def main():
-    args = parse_args()
+def main(args):
     if args.application and args.noise_seed >= args.noise_seeds:
         raise InputError(f"--noise_seed: draw {args.noise_seed} is not among the --noise_seeds "
                          f"{args.noise_seeds} draws 0..{args.noise_seeds - 1}; raise --noise_seeds")
@@ -219,4 +218,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, ARGS)

@@ -8,7 +8,7 @@ with its metrics under --log_dir; prints test / forget / remaining accuracy of b
 from utils.options import parse_args
 
 if __name__ == "__main__":
-    parse_args()            # flags first: a bad flag stops here, before the imports below load torch
+    ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 import time
 
@@ -17,8 +17,7 @@ from utils.finite import distance
 from utils.report import finish, info, table
 
 
-def main():
-    args = parse_args()
+def main(args):
     exp = Experiment(args)
     info(f"data: {exp.data.source}; n={exp.n}, test={len(exp.y_test)}, d={exp.fm.d}, "
          f"m={len(exp.U)}, steps={len(exp.schedule)}, device={exp.device}")
@@ -40,4 +39,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, ARGS)

@@ -100,3 +100,24 @@ def test_aggregate_mean_std_over_seeds(pipeline):
 def test_aggregate_without_results(dirs):
     proc = run_script("main_eva.py", "--aggregate", *dirs, check=False)
     assert proc.returncode == 2 and "run main_eva.py" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_thread_counts_recorded_and_a_mismatch_noticed(dirs):
+    """Each row carries the thread count its model was computed with (from its record); a
+    Retrain computed with another count than Original gets the notice."""
+    from utils.evaluation import compare, thread_notice
+    before = torch.get_num_threads()
+    try:
+        exp = Experiment(parse_args(FLAGS + dirs))
+        torch.set_num_threads(1)
+        exp.original()
+        torch.set_num_threads(2)
+        exp.save_method("Retrain", exp.retrain(progress=False), {})
+        rows = compare(exp)
+        assert rows["Original"]["threads"] == 1 and rows["Retrain"]["threads"] == 2
+        assert "1 thread(s) and Retrain with 2" in thread_notice(rows)
+        torch.set_num_threads(1)
+        exp.save_method("Retrain", exp.retrain(progress=False), {})
+        assert thread_notice(compare(exp)) is None
+    finally:
+        torch.set_num_threads(before)

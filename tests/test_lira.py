@@ -129,24 +129,24 @@ def test_pool_too_small_is_refused(dirs, monkeypatch):
     Experiment(parse_args(sys.argv[1:])).original()
     Experiment(parse_args(sys.argv[1:])).save_method("Retrain", torch.zeros(1091), {})
     with pytest.raises(InputError, match="pool too small"):
-        main_MIAL.main()
+        main_MIAL.main(parse_args(sys.argv[1:]))
     monkeypatch.setattr(sys, "argv", ["main_MIAL.py", *WINE, *dirs, "--n_nonmembers", "100", "--n_shadows", "4"])
     Experiment(parse_args(sys.argv[1:])).save_method("Retrain", torch.zeros(1091), {})
     with pytest.raises(InputError, match="--n_nonmembers"):
-        main_MIAL.main()
+        main_MIAL.main(parse_args(sys.argv[1:]))
     monkeypatch.setattr(sys, "argv", ["main_MIAL.py", *WINE, *dirs, "--n_shadows", "5"])
     with pytest.raises(InputError, match="--n_shadows"):
-        main_MIAL.main()
+        main_MIAL.main(parse_args(sys.argv[1:]))
 
 
 def test_main_mial_end_to_end(dirs, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["main_MIAL.py", *WINE, *dirs, "--n_shadows", "4"])
     with pytest.raises(InputError, match="main_retrain.py"):
-        main_MIAL.main()
+        main_MIAL.main(parse_args(sys.argv[1:]))
     exp = Experiment(parse_args(WINE + dirs))
     exp.original()
     with pytest.raises(InputError, match="main_retrain.py"):
-        main_MIAL.main()
+        main_MIAL.main(parse_args(sys.argv[1:]))
     exp.save_method("Retrain", exp.retrain(progress=False), {"note": "test"})
     first = run_script("main_MIAL.py", *WINE, *dirs, "--n_shadows", "4", "--json", "--log_scale")
     summary = json.loads(first.stdout)

@@ -129,13 +129,13 @@ def make_targets(argv):
 def test_main_miau_names_missing_models(dirs, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["main_MIAU.py", *WINE, *dirs])
     with pytest.raises(InputError, match="main_retrain.py"):
-        main_MIAU.main()
+        main_MIAU.main(parse_args(sys.argv[1:]))
     Experiment(parse_args(WINE + dirs)).original()
     with pytest.raises(InputError, match="main_retrain.py"):
-        main_MIAU.main()
+        main_MIAU.main(parse_args(sys.argv[1:]))
     monkeypatch.setattr(sys, "argv", ["main_MIAU.py", *WINE, *dirs, "--num_forget", "1"])
     with pytest.raises(InputError, match="--num_forget"):
-        main_MIAU.main()
+        main_MIAU.main(parse_args(sys.argv[1:]))
 
 
 def test_main_miau_end_to_end(dirs, tmp_path):

@@ -20,8 +20,7 @@ from utils.provenance import provenance
 from utils.report import finish, info, table
 
 
-def main():
-    args = parse_args()
+def main(args):
     exp = Experiment(args)
     w_T, _ = exp.original()
     H, hessian_s, cached = full_hessian(exp, w_T)
@@ -42,4 +41,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, parse_args())

@@ -16,8 +16,7 @@ from utils.options import parse_args
 from utils.report import finish, info, table
 
 
-def main():
-    args = parse_args()
+def main(args):
     exp = Experiment(args)
     info(f"linearity: {args.dataset}/{args.model} n={exp.n} m={len(exp.U)} seed={args.seed} lr={args.lr}")
     result = diagnose(exp)
@@ -37,4 +36,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, parse_args())

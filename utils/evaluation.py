@@ -63,11 +63,12 @@ def compare(exp):
     """{method: row} for Original and every saved method; needs original.pt and Retrain.
 
     Accuracies and losses are evaluated now on the current U, D \\ U and test set; costs
-    (precompute, unlearning time, storage) come from each method's record.
+    (precompute, unlearning time, storage) come from each method's record, and so does
+    ``threads``, the torch thread count the model was computed with (when recorded).
     """
     w_T = exp.require_original()
     w_retrain, _ = exp.require_method("Retrain")
-    models = {"Original": (w_T, {})}
+    models = {"Original": (w_T, artifacts.read_json(os.path.join(exp.train_dir, "manifest.json")))}
     models.update(exp.saved_methods())
     rows = {}
     for name, (w, record) in models.items():
@@ -75,8 +76,22 @@ def compare(exp):
         row = {"distance": distance(w, w_retrain, f"the distance of {name} to Retrain",
                                     f"delete {exp.forget_dir} and rerun the methods")}
         row.update({k: _clean(m.get(k)) for k in ACCURACIES + ["precompute_s", "unlearn_s", "storage_bytes"]})
+        threads = record.get("provenance", {}).get("threads")
+        if isinstance(threads, int):
+            row["threads"] = threads
         rows[name] = row
     return rows
+
+
+def thread_notice(rows):
+    """One line when Original and Retrain were computed with different torch thread counts
+    (cached models are shared across machines, so the count is recorded, not keyed): their
+    distance then includes the rounding that the 'threads' floor measures; else None."""
+    counts = {name: rows[name].get("threads") for name in ("Original", "Retrain")}
+    if None in counts.values() or counts["Original"] == counts["Retrain"]:
+        return None
+    return (f"notice: Original was trained with {counts['Original']} thread(s) and Retrain with "
+            f"{counts['Retrain']}: distances include that rounding (see it with --floor threads)")
 
 
 def text_table(rows):

@@ -28,7 +28,6 @@ from utils.forget import forget_set
 from utils.functional import FlatModel, evaluate
 from utils.errors import InputError, fail
 from utils.finite import distance, require_finite
-from utils.options import parse_args
 from utils.provenance import provenance
 from utils.report import finish, info, table
 from utils.train import SGDConfig, make_schedule, pack_schedule, sgd, unpack_schedule
@@ -235,22 +234,22 @@ def command_line(script):
     return " ".join(["python3", script] + [a for a in sys.argv[1:] if a != "--json"])
 
 
-def run_main(main):
-    """Run a script body, turning InputError into one line and exit status 2."""
+def run_main(main, *args):
+    """Run a script body ``main(*args)``, turning InputError into one line and exit status 2."""
     try:
-        main()
+        main(*args)
     except InputError as e:
         fail(str(e))
 
 
-def run_baseline(method, unlearn):
+def run_baseline(method, unlearn, args):
     """Shared body of the one-shot baseline scripts (NU, IJ, fine-tuning, NegGrad).
 
     ``unlearn(exp, w_T)`` returns the unlearned parameters, or (w, costs) with costs a dict
     of precompute_s / unlearn_s / storage_bytes (and anything else worth recording); a bare
-    w is timed here as the unlearning time, with no precompute and no storage.
+    w is timed here as the unlearning time, with no precompute and no storage. ``args``: the
+    script's parsed flags.
     """
-    args = parse_args()
     exp = Experiment(args)
     info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, device={exp.device}")
     w_T, train_s = exp.original()

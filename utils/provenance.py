@@ -5,7 +5,9 @@
     python, packages {torch, numpy, scikit-learn, dp-accounting}   installed versions
     git {commit, dirty}            HEAD of the checkout holding this code, and whether it
                                    had local changes (``git status --porcelain``)
-    device, argv, timestamp_utc    where and how it ran (ISO 8601, UTC)
+    device, threads, argv, timestamp_utc
+                                   where and how it ran (torch's intra-op thread count,
+                                   ISO 8601 UTC time)
     data_source, data_fingerprint  ``exp.data.source`` and ``exp.data.fingerprint``
 
 A value that cannot be determined (a package not installed, no git executable, not a
@@ -65,7 +67,9 @@ def code_state():
 
 def provenance(exp):
     """The provenance dict for a result of the experiment ``exp`` (see module doc)."""
+    import torch                       # loaded by then; kept out of the flag-parsing imports
     return {"python": platform.python_version(), "packages": package_versions(),
-            "git": code_state(), "device": str(exp.device), "argv": list(sys.argv),
+            "git": code_state(), "device": str(exp.device), "threads": torch.get_num_threads(),
+            "argv": list(sys.argv),
             "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "data_source": exp.data.source, "data_fingerprint": exp.data.fingerprint}
