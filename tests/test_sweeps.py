@@ -112,6 +112,26 @@ def test_ctrl_c_prints_one_line_and_rerun_resumes(finished):
     check_tables(finished["results"])
 
 
+def test_replay_sweep_without_second_order(finished, tmp_path):
+    """SECOND_ORDER=0 runs no NU/IJ; EXTRA="--hf_mode replay --batch_unlearn" gives the bank
+    sweep's Proposed (one summed replay against the bank's rows)."""
+    proc = sweep("MNIST.sh", tmp_path / "log", tmp_path / "results", SEEDS="42", SECOND_ORDER="0",
+                 EXTRA="--hf_mode replay --batch_unlearn")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ran = steps(proc.stderr, "+")
+    assert ran and not [line for line in ran if "main_NU.py" in line or "main_IJ.py" in line]
+    assert all("--hf_mode replay --batch_unlearn" in line for line in ran)
+
+    def proposed(results):
+        (path,) = [p for p in glob.glob(str(results / "eva-*.json")) if json.loads(open(p).read())["seed"] == 42]
+        return json.loads(open(path).read())["methods"]
+
+    replay, bank = proposed(tmp_path / "results"), proposed(finished["results"])
+    assert "NU" not in replay and "NU" in bank
+    assert replay["Proposed"]["distance"] == pytest.approx(bank["Proposed"]["distance"], rel=1e-4)
+    assert replay["Original"]["distance"] == bank["Original"]["distance"]
+
+
 def test_quick_miau_sweep(tmp_path):
     proc = sweep("MIAU.sh", tmp_path / "log", tmp_path / "results")
     assert proc.returncode == 0, proc.stderr[-3000:]
