@@ -94,8 +94,11 @@ def test_ctrl_c_prints_one_line_and_rerun_resumes(finished):
     (folder,) = glob.glob(str(finished["log"] / "mnist-logistic-*-s42-*"))
     shutil.rmtree(folder)
     stamps = finished["log"] / ".sweep-stamps"
+    # as from a terminal: SIGINT at its default even when the test runner was started in the
+    # background (where it inherits SIGINT ignored, and bash cannot trap an ignored signal)
     proc = subprocess.Popen(["bash", os.path.join(ROOT, "MNIST.sh")], env=sweep_env(finished["log"], finished["results"]),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not glob.glob(str(stamps / "*.partial")) and time.time() < deadline:
         time.sleep(0.2)
