@@ -30,8 +30,9 @@ def main(args):
     exp = Experiment(args)
     ensure_floor(exp)
     rows = annotate(compare(exp))
-    if thread_notice(rows):
-        info(thread_notice(rows))
+    notice = thread_notice(rows)
+    if notice:
+        info(notice)
     txt, js = write_result(exp, rows)
     info(f"{args.dataset}/{args.model} n={exp.n} m={len(exp.U)} seed={args.seed}; distance = L2 to Retrain, floor: {args.floor}")
     finish(rows, args.json, text_table(rows) + f"\nwritten: {txt}, {js}")

@@ -138,4 +138,6 @@ def test_damping_tool_on_a_nonconvex_model(dirs):
     H, _, cached = full_hessian(exp, exp.original()[0])
     assert cached and out["hessian_cached"] is False           # the tool computed it, NU/IJ reuse it
     assert out["smallest_pd_damping"] == reference_damping(H, exp.n)
-    assert os.path.exists(os.path.join(dirs[3], os.listdir(dirs[3])[0]))
+    (written,) = [os.path.join(dirs[3], f) for f in os.listdir(dirs[3]) if f.startswith("damping-wine-mlp-")]
+    stored = json.loads(open(written).read())
+    assert stored["smallest_pd_damping"] == out["smallest_pd_damping"] and stored["checked"] == out["checked"]

@@ -27,8 +27,7 @@ def main(args):
     kappa, checked = smallest_pd_damping(H, exp.n)
     rows = [dict(kappa=k, positive_definite="yes" if ok else "no") for k, ok in sorted(checked.items())]
     result = dict(setting=exp.train_config(), grid=list(DAMPING_GRID), checked=rows, smallest_pd_damping=kappa,
-                  default_damping=args.damping_factor, hessian_s=hessian_s, hessian_cached=cached,
-                  provenance=provenance(exp))
+                  hessian_s=hessian_s, hessian_cached=cached, provenance=provenance(exp))
     key = artifacts.config_key(exp.train_config())
     path = os.path.join(args.results_dir, f"damping-{args.dataset}-{args.model}-n{args.num_dataset}-"
                                           f"s{args.seed}-{key}.json")
