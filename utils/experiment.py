@@ -118,7 +118,7 @@ class Experiment:
         return os.path.join(self.train_dir, f"forget-m{len(self.U)}-{key}")
 
     def method_config(self, flags):
-        return {f: getattr(self.args, f) for f in flags}
+        return keys.keyed(flags, self.args)
 
     def cache_path(self, kind, flags=(), extra=None):
         """Path of a precompute that depends on the training config plus ``flags``."""

@@ -21,6 +21,7 @@ Under torchrun the rows are split into contiguous shards, one per rank
 """
 import contextlib
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -37,6 +38,54 @@ from utils.train import batch_gradient, sgd
 BANK_FLAGS = keys.FAMILIES["hfbank"]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class HFConfig:
+    """Which recursion ``recursion`` runs (``--hf_variant --hf_curvature --hf_damping``).
+
+    variant 'paper' is the paper's equations (the derivative of w_T); 'authors' is the
+    recursion behind the published figures, three departures from them together, each also
+    selectable alone:
+
+    * inject_first: a_u <- (I - eta_t J_t)(a_u + eta_t inj_u): the sample's term is injected
+      before the contraction, not after;
+    * sample_clip: inj_u is built from clip_c(grad CE_u(w_t) + lambda w_t), the sample's own
+      regularised gradient clipped on its own, in place of C_t grad CE_u(w_t);
+    * uncorrected: inj_u = (that vector) / |B_t| even under --retrain_norm mean (no batch-mean
+      correction; with --retrain_norm batch this changes nothing).
+
+    curvature 'ggn' puts the generalised Gauss-Newton matrix in J_t in place of the loss
+    Hessian; damping kappa contracts with I - eta_t (J_t + kappa I).
+    """
+    variant: str = "paper"
+    curvature: str = "hessian"
+    damping: float = 0.0
+
+    QUIRKS = {"paper": (), "authors": ("inject_first", "sample_clip", "uncorrected"),
+              "inject_first": ("inject_first",), "sample_clip": ("sample_clip",),
+              "uncorrected": ("uncorrected",)}
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.hf_variant, args.hf_curvature, args.hf_damping)
+
+    def has(self, quirk):
+        return quirk in self.QUIRKS[self.variant]
+
+    @property
+    def is_paper(self):
+        """True for the paper's recursion: the exact derivative of w_T."""
+        return self == HFConfig()
+
+    @property
+    def label(self):
+        """Short name of the non-default choices: '' for the paper's recursion, else e.g.
+        'authors', 'ggn', 'authors,ggn,kappa=0.1' (the method row 'Proposed[label]')."""
+        parts = [self.variant] if self.variant != "paper" else []
+        parts += [self.curvature] if self.curvature != "hessian" else []
+        parts += [f"kappa={self.damping:g}"] if self.damping else []
+        return ",".join(parts)
 
 
 def injection(G, norm):

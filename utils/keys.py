@@ -25,8 +25,10 @@ FAMILIES = {
     "forget": ["test_train_rate"],
     # <forget dir>/<Method>-<key>.pt/.json
     "Retrain": ["retrain_norm"],
-    "Proposed": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates"],
+    "Proposed": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
+                 "hf_variant", "hf_curvature", "hf_damping"],
     "Proposed_noise": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
+                       "hf_variant", "hf_curvature", "hf_damping",
                        "epsilon", "delta", "std", "rho", "noise_seed"],
     "NU": ["damping_factor", "hessian_solver"],
     "IJ": ["damping_factor", "hessian_solver"],
@@ -35,7 +37,7 @@ FAMILIES = {
     # the noise floor of the distance: a perturbed (or float64, or other-thread-count) retrain
     "Floor": ["retrain_norm", "floor"],
     # <train dir>/cache/<kind>-<key>
-    "hfbank": ["retrain_norm", "bank_dtype"],
+    "hfbank": ["retrain_norm", "bank_dtype", "hf_variant", "hf_curvature", "hf_damping"],
     "hessian": [],
     "ij-factor": ["damping_factor", "hessian_solver"],
     "lira-shadows": ["n_shadows"],
@@ -76,6 +78,9 @@ FLAGS = {
     "bank_dtype": keys("Proposed", "Proposed_noise", "hfbank"),
     "hf_mode": keys("Proposed", "Proposed_noise"),
     "hf_candidates": keys("Proposed", "Proposed_noise", "hfbank"),
+    "hf_variant": keys("Proposed", "Proposed_noise", "hfbank"),
+    "hf_curvature": keys("Proposed", "Proposed_noise", "hfbank"),
+    "hf_damping": keys("Proposed", "Proposed_noise", "hfbank"),
     "epsilon": keys("Proposed_noise"), "delta": keys("Proposed_noise"), "std": keys("Proposed_noise"),
     "rho": keys("Proposed_noise"),
     "noise_seed": keys("Proposed_noise"),
@@ -100,9 +105,26 @@ FLAGS = {
 }
 
 
+# Flags added after files keyed without them existed: at these values they are left out of
+# every key, so those files (computed with exactly these values) stay valid.
+KEYED_WHEN_CHANGED = {"hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0}
+
+
+def keyed(flags, args):
+    """{flag: value} of ``flags`` for a key: every flag, except those of KEYED_WHEN_CHANGED
+    that hold their original value."""
+    out = {}
+    for f in flags:
+        v = getattr(args, f)
+        if f in KEYED_WHEN_CHANGED and v == KEYED_WHEN_CHANGED[f]:
+            continue
+        out[f] = v
+    return out
+
+
 def values(args, family):
     """{flag: value} of the flags that key ``family``."""
-    return {f: getattr(args, f) for f in FAMILIES[family]}
+    return keyed(FAMILIES[family], args)
 
 
 def digest(*tensors):

@@ -15,6 +15,8 @@ from utils.catalog import DATASETS, MODELS, model_fits
 from utils.errors import InputError, fail
 
 DIRECTORY_FLAGS = ["data_dir", "log_dir", "results_dir"]
+# --hf_variant values: the paper's recursion, the authors' (all three quirks), each quirk alone
+HF_VARIANTS = ["paper", "authors", "inject_first", "sample_clip", "uncorrected"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +57,12 @@ def build_parser():
     g("--hf_candidates", default=None, help="samples that may ever be deleted: 'all' (default), 'forget' (the forget set only, as the authors), or comma-separated indices")
     g("--bank_dtype", choices=["float32", "float16", "bfloat16", "float64"], default="float32", help="storage precision of the approximator bank")
     g("--hf_mode", choices=["bank", "replay"], default="bank", help="'bank': precompute a vector per sample; 'replay': recompute the requested vectors from the training record")
+    g("--hf_variant", choices=HF_VARIANTS, default="paper",
+      help="the recursion: 'paper' (the paper's equations, d w_T / d s); 'authors' (the recursion behind the "
+           "published figures: inject_first + sample_clip + uncorrected); or one of those quirks alone")
+    g("--hf_curvature", choices=["hessian", "ggn"], default="hessian",
+      help="curvature in J_t: the mini-batch loss Hessian (paper) or the generalised Gauss-Newton matrix")
+    g("--hf_damping", type=float, default=0.0, help="kappa >= 0: the recursion contracts with I - eta_t (J_t + kappa I)")
 
     g = p.add_argument_group("certified release", "main_proposed.py --application").add_argument
     g("--application", action="store_true", help="add certified Gaussian noise to the unlearned model")
@@ -184,8 +192,8 @@ def validate(args):
         raise InputError(f"--noise_seed: must be a non-negative draw index, got {args.noise_seed}")
     if not 0 < args.delta < 1:
         raise InputError(f"--delta: must be in (0, 1), got {args.delta}")
-    if args.regularization < 0 or args.damping_factor < 0 or args.std < 0:
-        raise InputError("--regularization, --damping_factor and --std must be non-negative")
+    if args.regularization < 0 or args.damping_factor < 0 or args.std < 0 or args.hf_damping < 0:
+        raise InputError("--regularization, --damping_factor, --hf_damping and --std must be non-negative")
     if not 0 < args.test_train_rate <= 1:
         raise InputError(f"--test_train_rate: must be in (0, 1], got {args.test_train_rate}")
     if int(args.test_train_rate * args.num_dataset) < 1:
