@@ -6,6 +6,9 @@
 #   DATA_DIR LOG_DIR RESULTS_DIR   directories (default ./data ./log ./results/<sweep>[-quick]);
 #                     paths with spaces work
 #   EXTRA="--flag v"  appended to every command (split on whitespace)
+#   VARIANTS="paper authors ggn+kappa=0.1"   Proposed rows: each label (a --hf_variant value,
+#                     'ggn', 'kappa=K', joined by '+') is run by main_proposed.py and shown by
+#                     main_eva.py as its own row, 'Proposed[label]' (default: paper only)
 #
 # `run script.py FLAGS...` runs one step once. A finished step leaves a stamp under
 # LOG_DIR/.sweep-stamps listing every file it wrote (utils/artifacts.py appends them to
@@ -102,18 +105,38 @@ run() {
     PARTIAL=""
 }
 
-# `unlearn_and_evaluate FLAGS...`: Retrain, Proposed (with --application when
-# APPLICATION=1), NU and IJ (unless SECOND_ORDER=0), then main_eva for the configuration.
+# The flags of a Proposed row label (VARIANTS), one per line; none for 'paper'.
+variant_flags() {  # LABEL
+    local part variant=paper curvature=hessian damping=0 parts
+    IFS=+ read -r -a parts <<< "$1"
+    for part in "${parts[@]}"; do
+        case "$part" in
+            hessian|ggn) curvature=$part ;;
+            kappa=*) damping=${part#kappa=} ;;
+            *) variant=$part ;;
+        esac
+    done
+    [ "$1" = "paper" ] && return 0
+    printf '%s\n' --hf_variant "$variant" --hf_curvature "$curvature" --hf_damping "$damping"
+}
+
+# `unlearn_and_evaluate FLAGS...`: Retrain, Proposed for each label of VARIANTS (with
+# --application when APPLICATION=1), NU and IJ (unless SECOND_ORDER=0), then main_eva for
+# the configuration, with one row per variant.
 unlearn_and_evaluate() {
-    local cert=()
+    local cert=() rows=() label vflags
     [ "${APPLICATION:-0}" = "1" ] && cert=(--application)
     run main_retrain.py "$@"
-    run main_proposed.py "$@" ${cert[@]+"${cert[@]}"}
+    for label in ${VARIANTS:-paper}; do
+        mapfile -t vflags < <(variant_flags "$label")
+        run main_proposed.py "$@" ${vflags[@]+"${vflags[@]}"} ${cert[@]+"${cert[@]}"}
+    done
     if [ "${SECOND_ORDER:-1}" = "1" ]; then
         run main_NU.py "$@"
         run main_IJ.py "$@"
     fi
-    run main_eva.py "$@" ${cert[@]+"${cert[@]}"}
+    [ "${VARIANTS:-paper}" != "paper" ] && rows=(--proposed_rows "$(echo ${VARIANTS} | tr ' ' ',')")
+    run main_eva.py "$@" ${rows[@]+"${rows[@]}"} ${cert[@]+"${cert[@]}"}
 }
 
 # aggregate tables (Markdown + CSV) and figures of everything in RESULTS_DIR; always rerun

@@ -135,6 +135,25 @@ def test_replay_sweep_without_second_order(finished, tmp_path):
     assert replay["Original"]["distance"] == bank["Original"]["distance"]
 
 
+def test_variants_sweep_shows_each_variant_as_a_row(finished, tmp_path):
+    """VARIANTS="paper uncorrected authors": one Proposed run per label, one table with a row
+    each, kept apart by the aggregate. Under --retrain_norm batch 'uncorrected' is the paper's
+    recursion, so its row equals Proposed's; 'authors' differs."""
+    results = tmp_path / "results"
+    proc = sweep("MNIST.sh", finished["log"], results, VARIANTS="paper uncorrected authors", SECOND_ORDER="0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ran = steps(proc.stderr, "+")
+    assert len([line for line in ran if "main_proposed.py" in line]) == 3 * 2           # three labels, two seeds
+    assert len([line for line in ran if " main_eva.py " in line and "--proposed_rows" in line]) == 2
+    for p in glob.glob(str(results / "eva-*.json")):
+        rows = json.loads(open(p).read())["methods"]
+        assert rows["Proposed[uncorrected]"]["distance"] == rows["Proposed"]["distance"]
+        assert rows["Proposed[authors]"]["distance"] != rows["Proposed"]["distance"]
+    with open(results / "eva_summary.csv") as f:
+        seeds = {r["method"]: r["seeds"] for r in csv.DictReader(f)}
+    assert {"Proposed", "Proposed[uncorrected]", "Proposed[authors]"} <= set(seeds)
+
+
 def test_quick_miau_sweep(tmp_path):
     proc = sweep("MIAU.sh", tmp_path / "log", tmp_path / "results")
     assert proc.returncode == 0, proc.stderr[-3000:]
