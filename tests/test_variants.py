@@ -151,3 +151,17 @@ def test_eva_shows_each_variant_as_its_own_row(tmp_path):
     missing = run_script("main_eva.py", *flags, "--proposed_rows", "paper,ggn", check=False)
     assert missing.returncode == 2
     assert "main_proposed.py" in missing.stderr and "--hf_curvature ggn" in missing.stderr
+
+
+def test_method_table_puts_each_method_beside_the_floor():
+    from tools.method_table import markdown
+    base = dict(dataset="wine", model="mlp", num_dataset="142", num_forget="7", seeds="6")
+    rows = [dict(base, method="Original", distance_mean="0.05", distance_std="0.01", floor_mean="1e-6",
+                 removed_mean="", test_acc_mean="0.9", test_acc_std="0"),
+            dict(base, method="Proposed[authors]", distance_mean="0.02", distance_std="0.002", floor_mean="1e-6",
+                 removed_mean="0.6", removed_std="0.1", alignment_mean="0.9", alignment_std="0.01",
+                 test_acc_mean="0.91", test_acc_std="0.01")]
+    text = markdown(rows)
+    assert "wine / mlp, n = 142, m = 7 (floor 1e-06)" in text
+    assert "| Original | 6 | 0.05 ± 0.01 (5e+04x) | - | - | 0.9 ± 0 |" in text
+    assert "| Proposed[authors] | 6 | 0.02 ± 0.002 (2e+04x) | 0.6 ± 0.1 | 0.9 ± 0.01 | 0.91 ± 0.01 |" in text
