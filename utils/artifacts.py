@@ -3,7 +3,11 @@
 Writing. Every file is written to ``<path>.<pid>.tmp`` and renamed onto ``<path>``, so a
 reader sees the old file or the new one, never half of one. A temporary file left by a
 killed writer is never read (readers open exact names only) and is removed by the next
-write into its directory once it is stale (``stale_tmp``).
+write into its directory once it is stale (``stale_tmp``), or at once by the next write of
+the same file (``superseded_tmp``). A write that fails (a full disk, ``ulimit -f``, a
+read-only directory) or is interrupted (Ctrl-C) removes its temporary file; a failure is
+one InputError naming the file and the cause (``utils.resources.write_failure``). A tensor
+file and its integrity record are renamed into place together, with SIGINT deferred.
 
 Content integrity. ``save_tensors`` records the SHA-256 of every tensor file in the
 sidecar ``<path>.sha256`` (JSON: {"format_version", "sha256", "bytes"}), written after
@@ -272,7 +276,7 @@ def load_tensors(path, remedy=None, map_location="cpu", expect=None):
 
 
 def _shape_text(shape):
-    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def check_tensors(path, got, expect, remedy=None):
