@@ -28,6 +28,10 @@ def main(args):
         finish(agg, args.json, open(md).read() + f"\nwritten: {md}, {cs}")
         return
     exp = Experiment(args)
+    if args.application:                # asked for a noised release: it must exist before any work
+        exp.require_original()
+        exp.require_method("Retrain")
+        exp.require_method("Proposed_noise")
     ensure_floor(exp)
     rows = annotate(compare(exp))
     notice = thread_notice(rows)

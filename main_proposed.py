@@ -26,6 +26,7 @@ if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 import math
+import os
 import statistics
 
 import torch
@@ -35,7 +36,10 @@ from utils.certify import analytic_gaussian_sigma, certified_epsilon, looseness,
 from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
 from utils import distributed
 from utils.forget import forget_set
-from utils.hf import HFConfig, check_memory_budget, precompute_bank
+from utils.hf import DTYPES, HFConfig, bank_dir, candidate_rows, check_memory_budget, precompute_bank
+from utils.bank import complete, shard_name
+from utils.distributed import shard_bounds
+from utils import resources
 from utils.replay import Replay
 from utils.errors import InputError
 from utils.report import finish, info, table
@@ -146,6 +150,30 @@ def unlearner(args, exp, w_T, ctx):
                                bank_dtype=m["bank_dtype"], precompute_world_size=m["world_size"])
 
 
+def check_outputs(args, exp, world):
+    """Before any work: every directory this run writes to can be written, and the bank (when
+    it is to be computed) fits in memory, and its shards fit the file-size limit and the free
+    space. InputError naming the directory, file or flag otherwise."""
+    d = exp.fm.d
+    sizes = {exp.method_paths("Proposed")[0]: 4 * d + 4096}
+    directories = [exp.forget_dir]
+    if args.hf_mode == "bank":
+        rows, cand_key = candidate_rows(args.hf_candidates, args.hf_candidate_list, exp.n, exp.U)
+        directory = bank_dir(exp, cand_key)
+        if not complete(directory):
+            directories.append(directory)
+            elt = DTYPES[args.bank_dtype].itemsize
+            lo, hi = max((shard_bounds(len(rows), r, world) for r in range(world)), key=lambda b: b[1] - b[0])
+            sizes[os.path.join(directory, shard_name(lo, hi))] = (hi - lo) * d * elt + 4096
+            # the recursion's rows in float32, their reordered copy, and the stored copy
+            resources.check_memory(
+                f"the approximator bank ({hi - lo:,} rows x d={d:,} per process)",
+                (hi - lo) * d * (2 * exp.w0.element_size() + elt),
+                "declare fewer candidates with --hf_candidates (e.g. forget), use --hf_mode replay, "
+                "or a smaller --bank_dtype")
+    exp.check_writable(directories, sizes)
+
+
 def precompute_note(args, seconds, figures):
     if args.hf_mode == "replay":
         return "none: each request replays training"
@@ -153,9 +181,6 @@ def precompute_note(args, seconds, figures):
 
 
 def main(args):
-    if args.application and args.noise_seed >= args.noise_seeds:
-        raise InputError(f"--noise_seed: draw {args.noise_seed} is not among the --noise_seeds "
-                         f"{args.noise_seeds} draws 0..{args.noise_seeds - 1}; raise --noise_seeds")
     check_candidates_cover(args, forget_set(args.num_dataset, args.num_forget, args.seed, args.forget_list))
     use_cuda = args.gpu >= 0 and torch.cuda.is_available()
     ctx = distributed.from_environment(use_cuda, args.dist_timeout)
@@ -165,6 +190,8 @@ def main(args):
         args.gpu = ctx.local_rank
     exp = Experiment(args)
     check_memory_budget(exp)
+    if ctx.is_main:
+        check_outputs(args, exp, ctx.world)
     if ctx.is_main:
         info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, "
              f"steps={len(exp.schedule)}, device={exp.device}, ranks={ctx.world}")

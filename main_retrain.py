@@ -21,6 +21,7 @@ def main(args):
     exp = Experiment(args)
     info(f"data: {exp.data.source}; n={exp.n}, test={len(exp.y_test)}, d={exp.fm.d}, "
          f"m={len(exp.U)}, steps={len(exp.schedule)}, device={exp.device}")
+    exp.check_writable([exp.forget_dir], {exp.method_paths("Retrain")[0]: 4 * exp.fm.d + 4096})
     w_T, train_s = exp.original()
     start = time.perf_counter()
     w_retrain = exp.retrain()

@@ -203,7 +203,8 @@ def test_pretrained_file_checks(tmp_path):
     from torchvision.models import resnet18
     from models import build_model
     with pytest.raises(InputError, match="--pretrained: file .*nothing.pt not found"):
-        validate(build_parser().parse_args(flags_with(pretrained=tmp_path / "nothing.pt")))
+        validate(build_parser().parse_args(flags_with(model="resnet18", dataset="cifar", num_dataset=100,
+                                                      pretrained=tmp_path / "nothing.pt")))
     good = resnet18(weights=None).state_dict()
     cases = {"bytes.pt": None, "list.pt": [torch.zeros(2)],
              "shape.pt": dict(good, **{"conv1.weight": torch.zeros(3, 3)}),

@@ -3,7 +3,11 @@
 Writing. Every file is written to ``<path>.<pid>.tmp`` and renamed onto ``<path>``, so a
 reader sees the old file or the new one, never half of one. A temporary file left by a
 killed writer is never read (readers open exact names only) and is removed by the next
-write into its directory once it is stale (``stale_tmp``).
+write into its directory once it is stale (``stale_tmp``), or at once by the next write of
+the same file (``superseded_tmp``). A write that fails (a full disk, ``ulimit -f``, a
+read-only directory) or is interrupted (Ctrl-C) removes its temporary file; a failure is
+one InputError naming the file and the cause (``utils.resources.write_failure``). A tensor
+file and its integrity record are renamed into place together, with SIGINT deferred.
 
 Content integrity. ``save_tensors`` records the SHA-256 of every tensor file in the
 sidecar ``<path>.sha256`` (JSON: {"format_version", "sha256", "bytes"}), written after
@@ -44,6 +48,7 @@ import sys
 import time
 
 from utils.errors import InputError
+from utils.resources import write_failure
 
 FORMAT_VERSION = 2
 HASH_SUFFIX = ".sha256"       # JSON content; not named *.json, so globs of records miss it
@@ -123,11 +128,34 @@ def remove_stale_tmp(directory):
     return removed
 
 
-def _prepare(path):
-    """Create the directory of ``path``, clear its stale temporaries; the temporary name."""
+def superseded_tmp(path):
+    """Temporary files of ``path`` itself (``<path>.<pid>.tmp``) whose writer is dead on this
+    host, whatever their age: this process is about to replace ``path``, so they are of no use."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
+    prefix = os.path.basename(path) + "."
+    out = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            m = _TMP.match(name)
+            if (m and name.startswith(prefix) and m["target"] == os.path.basename(path)
+                    and int(m["pid"]) != os.getpid() and not _pid_alive(int(m["pid"]))):
+                out.append(os.path.join(directory, name))
+    return out
+
+
+def _prepare(path):
+    """Create the directory of ``path``, clear its stale temporaries (and those of ``path``
+    left by a killed writer, whatever their age); the temporary name."""
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: cannot create {directory} ({e.strerror}); make it "
+                         f"writable or choose another directory")
     remove_stale_tmp(directory)
+    for old in superseded_tmp(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(old)
     return f"{path}.{os.getpid()}.tmp"
 
 
@@ -150,14 +178,55 @@ def file_sha256(path):
     return h.hexdigest(), size
 
 
+@contextlib.contextmanager
+def _writing(path, tmp):
+    """Around the write of ``tmp`` (to become ``path``): on any failure or interruption the
+    temporary file is removed; a failed write (a full disk, ``ulimit -f``, a read-only
+    directory: an OSError, or the RuntimeError torch raises for one) becomes one InputError
+    naming ``path`` and the cause."""
+    try:
+        yield
+    except BaseException as e:
+        cause = write_failure(tmp, e) if isinstance(e, (OSError, RuntimeError)) else None
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if cause is None:
+            raise
+        raise InputError(f"cannot write {path}: {cause}; nothing was written (free space or "
+                         f"raise the limit, then rerun: {rerun_command()})") from None
+
+
+@contextlib.contextmanager
+def _no_interrupt():
+    """Defer SIGINT (Ctrl-C) for the few system calls that commit a file and its record, so an
+    interrupt never leaves one without the other."""
+    import signal
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def save_tensors(path, tensors):
     """Atomically write a dict of tensors (moved to CPU) and its integrity record."""
     import torch
     tmp = _prepare(path)
-    torch.save({k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in tensors.items()}, tmp)
-    digest, size = file_sha256(tmp)
-    os.replace(tmp, path)
-    _write_json_file(path + HASH_SUFFIX, {"format_version": FORMAT_VERSION, "sha256": digest, "bytes": size})
+    with _writing(path, tmp):
+        torch.save({k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in tensors.items()}, tmp)
+        digest, size = file_sha256(tmp)
+        record = dumps({"format_version": FORMAT_VERSION, "sha256": digest, "bytes": size}, indent=2) + "\n"
+        record_tmp = _prepare(path + HASH_SUFFIX)
+        with _writing(path + HASH_SUFFIX, record_tmp):
+            with open(record_tmp, "w") as f:
+                f.write(record)
+            with _no_interrupt():
+                os.replace(tmp, path)
+                os.replace(record_tmp, path + HASH_SUFFIX)
     _written(path)
     _written(path + HASH_SUFFIX)
 
@@ -187,17 +256,45 @@ def verify(path, remedy=None):
                          f"record {os.path.basename(record_path)}); {remedy}")
 
 
-def load_tensors(path, remedy=None, map_location="cpu"):
+def load_tensors(path, remedy=None, map_location="cpu", expect=None):
     """The dict of tensors at ``path``, verified against its integrity record first.
 
+    ``expect``: {name: shape} the file must hold, a shape a tuple of ints or None (any size
+    along that axis), or None for a tensor of any shape; a missing entry or another shape
+    (a file written for another model, or edited with its record) is refused too.
     ``remedy`` (default: delete ``path`` and rerun this command) ends the one-line
-    InputError raised for a missing, corrupt, foreign-version or unreadable file."""
+    InputError raised for a missing, corrupt, foreign-version, unreadable or misshapen file."""
     import torch
     verify(path, remedy)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        got = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise InputError(f"corrupt artefact {path} ({type(e).__name__}); {_remedy(path, remedy)}")
+    if expect is not None:
+        check_tensors(path, got, expect, remedy)
+    return got
+
+
+def _shape_text(shape):
+    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_tensors(path, got, expect, remedy=None):
+    """InputError unless ``got`` is a dict holding a tensor of the expected shape for every
+    entry of ``expect`` (see ``load_tensors``)."""
+    import torch
+    if not isinstance(got, dict):
+        raise InputError(f"artefact {path} holds a {type(got).__name__}, not a dict of tensors; "
+                         f"{_remedy(path, remedy)}")
+    for name, shape in expect.items():
+        t = got.get(name)
+        if not torch.is_tensor(t):
+            what = "lacks" if t is None else "has a non-tensor"
+            raise InputError(f"artefact {path} {what} entry {name!r}; {_remedy(path, remedy)}")
+        if shape is not None and (t.dim() != len(shape) or
+                                  any(s is not None and s != a for s, a in zip(shape, t.shape))):
+            raise InputError(f"artefact {path}: {name!r} has shape {tuple(t.shape)}, expected "
+                             f"{_shape_text(shape)} for this configuration; {_remedy(path, remedy)}")
 
 
 # ---------------------------------------------------------------------- JSON and text
@@ -244,10 +341,12 @@ def dumps(obj, **kwargs):
 
 
 def _write_json_file(path, obj):
+    text = dumps(obj, indent=2) + "\n"
     tmp = _prepare(path)
-    with open(tmp, "w") as f:
-        f.write(dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    with _writing(path, tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
 
 
 def write_json(path, obj):
@@ -256,8 +355,9 @@ def write_json(path, obj):
     _written(path)
 
 
-def read_json(path, remedy=None):
-    """The dict written by ``write_json``; InputError when unreadable or of another format."""
+def read_json(path, remedy=None, fields=()):
+    """The dict written by ``write_json``; InputError when unreadable, of another format, or
+    lacking one of ``fields`` (top-level keys; 'a.b' for a key of the object under 'a')."""
     remedy = _remedy(path, remedy)
     try:
         with open(path) as f:
@@ -268,14 +368,27 @@ def read_json(path, remedy=None):
     if version != FORMAT_VERSION:
         raise InputError(f"artefact {path} was written by an incompatible layout (format_version "
                          f"{version}, this code reads {FORMAT_VERSION}); {remedy}")
+    missing = [f for f in fields if not _has_field(obj, f)]
+    if missing:
+        raise InputError(f"artefact {path} lacks the field{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)}; {remedy}")
     return obj
+
+
+def _has_field(obj, dotted):
+    for part in dotted.split("."):
+        if not isinstance(obj, dict) or part not in obj or obj[part] is None:
+            return False
+        obj = obj[part]
+    return True
 
 
 def write_text(path, text):
     tmp = _prepare(path)
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with _writing(path, tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
     _written(path)
 
 

@@ -30,6 +30,11 @@ def remedy(directory):
     return f"delete the bank directory {directory} and rerun: {artifacts.rerun_command()}"
 
 
+# what a bank manifest must hold to be read (a manifest without them is refused, naming it)
+MANIFEST_FIELDS = ("d", "shards", "storage_bytes", "bank_rows", "candidates", "bank_dtype",
+                   "precompute_s", "world_size")
+
+
 class Bank:
     """Approximators a_u (rows of ``A``) for a candidate set ``rows`` of sample ids."""
 
@@ -81,8 +86,16 @@ class ShardedBank(Bank):
 
     def __init__(self, directory, device):
         self.directory, self.device = directory, device
-        manifest = artifacts.read_json(os.path.join(directory, "manifest.json"), remedy=remedy(directory))
-        index = artifacts.load_tensors(os.path.join(directory, "index.pt"), remedy=remedy(directory))
+        manifest = artifacts.read_json(os.path.join(directory, "manifest.json"), remedy=remedy(directory),
+                                       fields=MANIFEST_FIELDS)
+        index = artifacts.load_tensors(os.path.join(directory, "index.pt"), remedy=remedy(directory),
+                                       expect={"rows": (None,), "rho_t": (None,)})
+        shards = manifest["shards"]
+        if not isinstance(shards, list) or not all(
+                isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("start"), int)
+                and isinstance(s.get("stop"), int) for s in shards):
+            raise InputError(f"artefact {os.path.join(directory, 'manifest.json')}: its shards are not a list "
+                             f"of {{file, start, stop}}; {remedy(directory)}")
         super().__init__(None, index["rows"], index["rho_t"], manifest)
         self.shards_read = []
         self.read_s = 0.0
@@ -104,8 +117,9 @@ class ShardedBank(Bank):
         for r in rows:
             s = self._shard(r)
             if s["file"] not in loaded:
-                loaded[s["file"]] = artifacts.load_tensors(os.path.join(self.directory, s["file"]),
-                                                           remedy=remedy(self.directory))["A"]
+                loaded[s["file"]] = artifacts.load_tensors(
+                    os.path.join(self.directory, s["file"]), remedy=remedy(self.directory),
+                    expect={"A": (s["stop"] - s["start"], self.manifest["d"])})["A"]
         d = self.manifest["d"]
         block = torch.empty(len(rows), d, dtype=next(iter(loaded.values())).dtype) if rows else \
             torch.empty(0, d)

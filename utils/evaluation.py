@@ -108,6 +108,8 @@ def compare(exp):
         if method == "Retrain":
             models.update(proposed_models(exp))
     d_original = float((w_T - w_retrain).double().norm())
+    if exp.args.application and "Proposed_noise" not in models:
+        exp.require_method("Proposed_noise")       # asked for (--application) but never released
     rows = {}
     for name, (w, record) in models.items():
         m = dict(record.get("metrics", {}), **exp.metrics(w))
@@ -174,21 +176,66 @@ def _label(setting):
             f"lr={setting['lr']} epochs={setting['epochs']}" + ("" if floor == "perturb" else f" floor={floor}"))
 
 
+# what each aggregated metric can be: a finite number in [low, high], or null (not applicable)
+BOUNDS = {"distance": (0.0, math.inf, "a distance"), "floor": (0.0, math.inf, "a distance"),
+          "floor_ratio": (0.0, math.inf, "a ratio of distances"),
+          "test_acc": (0.0, 1.0, "an accuracy"), "forget_acc": (0.0, 1.0, "an accuracy"),
+          "remain_acc": (0.0, 1.0, "an accuracy"), "test_loss": (0.0, math.inf, "a loss"),
+          "precompute_s": (0.0, math.inf, "a time"), "unlearn_s": (0.0, math.inf, "a time"),
+          "storage_bytes": (0.0, math.inf, "a size")}
+RECORD_FIELDS = ("setting_key", "setting", "seed", "methods") + tuple(
+    f"setting.{k}" for k in ("dataset", "model", "num_dataset", "num_forget", "lr", "epochs"))
+REMEDY = "delete it (or rerun main_eva.py for its seed) and aggregate again"
+
+
+def checked_value(path, where, metric, v):
+    """``v`` when it can be ``metric`` (see BOUNDS), else InputError naming the file."""
+    if v is None:
+        return None
+    low, high, what = BOUNDS[metric]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and low <= v <= high):
+        bounds = f"a finite number in [{low:g}, {high:g}]" if math.isfinite(high) else f"a finite number >= {low:g}"
+        raise InputError(f"result {path}: {where}.{metric} = {v!r} cannot be {what} (expected {bounds} "
+                         f"or null); {REMEDY}")
+    return float(v)
+
+
+def read_result(path):
+    """One eva-*.json result, its fields and every aggregated value checked (InputError naming it)."""
+    rec = artifacts.read_json(path, remedy=REMEDY, fields=RECORD_FIELDS)
+    if not isinstance(rec["methods"], dict) or not all(isinstance(r, dict) for r in rec["methods"].values()):
+        raise InputError(f"result {path}: 'methods' is not an object of method rows; {REMEDY}")
+    if isinstance(rec["seed"], bool) or not isinstance(rec["seed"], int):
+        raise InputError(f"result {path}: seed = {rec['seed']!r} is not an integer; {REMEDY}")
+    for method, row in rec["methods"].items():
+        for metric in METRICS:
+            checked_value(path, f"methods.{method}", metric, row.get(metric))
+    return rec
+
+
 def aggregate(results_dir):
-    """{setting_key: {"setting", "label", "seeds", "methods": {method: {metric: {mean, std, runs}}}}}."""
+    """{setting_key: {"setting", "label", "seeds", "method_seeds": {method: seeds},
+    "methods": {method: {metric: {mean, std, runs}}}}}: each method's statistics are over the
+    seeds that have it (``method_seeds``), not over every seed of the setting."""
     files = sorted(glob.glob(os.path.join(results_dir, PREFIX + "*.json")))
     if not files:
         raise InputError(f"no {PREFIX}*.json results in {results_dir}; run main_eva.py (without "
                          f"--aggregate) for each seed and setting first")
     groups = {}
     for path in files:
-        rec = artifacts.read_json(path, remedy="delete it and rerun main_eva.py")
-        g = groups.setdefault(rec["setting_key"], {"setting": rec["setting"], "seeds": [], "values": {}})
-        g["seeds"].append(rec["seed"])
+        rec = read_result(path)
+        g = groups.setdefault(rec["setting_key"], {"setting": rec["setting"], "seeds": {}, "values": {},
+                                                   "method_seeds": {}})
+        if rec["seed"] in g["seeds"]:
+            raise InputError(f"two results for seed {rec['seed']} of one setting: {g['seeds'][rec['seed']]} "
+                             f"and {path} (computed from different inputs); delete the stale one and "
+                             f"aggregate again")
+        g["seeds"][rec["seed"]] = path
         for method, row in rec["methods"].items():
+            g["method_seeds"].setdefault(method, []).append(rec["seed"])
             for metric in METRICS:
                 if row.get(metric) is not None:
-                    g["values"].setdefault(method, {}).setdefault(metric, []).append(row[metric])
+                    g["values"].setdefault(method, {}).setdefault(metric, []).append(float(row[metric]))
     out = {}
     labels = [_label(g["setting"]) for g in groups.values()]
     for key, g in groups.items():
@@ -196,6 +243,7 @@ def aggregate(results_dir):
         if labels.count(label) > 1:
             label += f" [{key}]"
         out[key] = {"setting": g["setting"], "label": label, "seeds": sorted(g["seeds"]),
+                    "method_seeds": {m: sorted(s) for m, s in g["method_seeds"].items()},
                     "methods": {m: {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": len(v)}
                                     for k, v in vals.items()} for m, vals in g["values"].items()}}
     return out
@@ -213,10 +261,18 @@ def _methods_in_order(agg):
     return sorted(names, key=place)
 
 
-def _cell(stat):
+def _cell(stat, seeds=None):
+    """'mean ± std' over the runs that have the value; one run is shown as 'mean (1 seed)' (no
+    spread to show), and fewer runs than the setting's ``seeds`` are counted: '(k of N seeds)'."""
     if stat is None:
         return "-"
-    return f"{stat['mean']:.4g} ± {stat['std']:.2g}"
+    runs = stat.get("runs", 0)
+    text = f"{stat['mean']:.4g} ± {stat['std']:.2g}" if runs > 1 else f"{stat['mean']:.4g}"
+    if seeds is not None and runs != seeds:
+        text += f" ({runs} of {seeds} seeds)"
+    elif runs == 1:
+        text += " (1 seed)"
+    return text
 
 
 def _floor_stat(g):
@@ -227,9 +283,9 @@ def _floor_stat(g):
     return None
 
 
-def _distance_cell(stats, floor):
+def _distance_cell(stats, floor, seeds=None):
     """'mean ± std (r x floor)' with '~' when mean distance <= WITHIN x mean floor."""
-    cell = _cell(stats)
+    cell = _cell(stats, seeds)
     if stats is None or floor is None or floor["mean"] <= 0:
         return cell
     r = stats["mean"] / floor["mean"]
@@ -244,7 +300,7 @@ def _distance_table(keyed, methods):
              "|---|---|---|" + "---|" * len(shown)]
     for g in keyed:
         floor = _floor_stat(g)
-        cells = [_distance_cell(g["methods"].get(m, {}).get("distance"), floor) for m in shown]
+        cells = [_distance_cell(g["methods"].get(m, {}).get("distance"), floor, len(g["seeds"])) for m in shown]
         lines.append(f"| {g['label']} | {len(g['seeds'])} | {_cell(floor)} | " + " | ".join(cells) + " |")
     lines += ["", f"{RULE} (applied to the means over seeds)."]
     return "\n".join(lines)
@@ -267,17 +323,19 @@ def aggregate_markdown(agg):
                  "| setting | seeds | " + " | ".join(methods) + " |",
                  "|---|---|" + "---|" * len(methods)]
         for g in keyed:
-            cells = [_cell(g["methods"].get(m, {}).get(metric)) for m in methods]
+            cells = [_cell(g["methods"].get(m, {}).get(metric), len(g["seeds"])) for m in methods]
             lines.append(f"| {g['label']} | {len(g['seeds'])} | " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
 
 def aggregate_csv(agg):
-    """One row per (setting, method): mean and std of every metric, and the number of seeds."""
+    """One row per (setting, method): mean and std of every metric, and the number of seeds that
+    have the method (``seeds``; the setting's own count is ``setting_seeds``)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["setting_key", "dataset", "model", "num_dataset", "num_forget", "method", "seeds"]
+    writer.writerow(["setting_key", "dataset", "model", "num_dataset", "num_forget", "method", "seeds",
+                     "setting_seeds"]
                     + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")])
     for key, g in agg.items():
         s = g["setting"]
@@ -286,8 +344,9 @@ def aggregate_csv(agg):
             values = []
             for m in METRICS:
                 values += [stats[m]["mean"], stats[m]["std"]] if m in stats else ["", ""]
+            seeds = len(g.get("method_seeds", {}).get(method, g["seeds"]))
             writer.writerow([key, s["dataset"], s["model"], s["num_dataset"], s["num_forget"], method,
-                             len(g["seeds"])] + values)
+                             seeds, len(g["seeds"])] + values)
     return buf.getvalue()
 
 

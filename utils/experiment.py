@@ -23,11 +23,11 @@ import time
 import torch
 
 from models import build_model
-from utils import artifacts, keys
+from utils import artifacts, keys, resources
 from utils.data import load_data
 from utils.forget import forget_set
 from utils.functional import FlatModel, evaluate
-from utils.errors import InputError, fail
+from utils.errors import InputError, fail, interrupted
 from utils.finite import distance, require_finite
 from utils.provenance import provenance
 from utils.report import finish, info, table
@@ -149,19 +149,46 @@ class Experiment:
 
     def _original(self, path):
         if os.path.exists(path):
-            w = artifacts.load_tensors(path)["w"]
+            w = self.original_record(path)["w"]
             return w.to(self.device), 0.0
+        self.check_writable([self.train_dir], {path: self.original_bytes()})
         start = time.perf_counter()
         w = self.train_original()
         seconds = time.perf_counter() - start
         flat, sizes = pack_schedule([b.cpu() for b in self.schedule])
-        artifacts.save_tensors(path, {"w": w, "w0": self.w0, "schedule": flat, "batch_sizes": sizes,
-                                      "train_idx": self.data.train_idx})
+        # the manifest first: original.pt is what marks the pair complete
         artifacts.write_json(os.path.join(self.train_dir, "manifest.json"),
                              {"config": self.train_config(), "d": self.fm.d, "n": self.n,
                               "steps": len(self.schedule), "train_seconds": seconds,
                               "provenance": provenance(self)})
+        artifacts.save_tensors(path, {"w": w, "w0": self.w0, "schedule": flat, "batch_sizes": sizes,
+                                      "train_idx": self.data.train_idx})
         return w, seconds
+
+    def original_bytes(self):
+        """Estimated size of original.pt: w, w_0, the schedule and the subset indices."""
+        return 8 * self.fm.d + 8 * (sum(len(b) for b in self.schedule) + len(self.schedule) + self.n) + 4096
+
+    def original_record(self, path=None, remedy=None):
+        """The tensors of original.pt, verified and checked against this configuration's shapes."""
+        path = path or os.path.join(self.train_dir, "original.pt")
+        d, T = self.fm.d, len(self.schedule)
+        t = artifacts.load_tensors(path, remedy=remedy, expect={
+            "w": (d,), "w0": (d,), "schedule": (sum(len(b) for b in self.schedule),),
+            "batch_sizes": (T,), "train_idx": (self.n,)})
+        if int(t["batch_sizes"].sum()) != len(t["schedule"]):
+            raise InputError(f"artefact {path}: its batch sizes do not add up to its schedule; "
+                             f"{remedy or f'delete {path} and rerun: {artifacts.rerun_command()}'}")
+        return t
+
+    def check_writable(self, directories, sizes=None):
+        """Before the work: every directory of ``directories`` is created and probed with a
+        real file, and every file of ``sizes`` ({path: bytes}) fits the file-size limit and
+        the free space; InputError naming the directory or file otherwise."""
+        for directory in directories:
+            resources.probe_directory(directory)
+        if sizes:
+            resources.check_file_sizes(sizes)
 
     def retrain(self, progress=True):
         """Exact unlearning reference: the same SGD with U removed from every batch."""
@@ -178,7 +205,7 @@ class Experiment:
 
     def recorded_schedule(self):
         """The batch schedule stored with the original model."""
-        t = artifacts.load_tensors(os.path.join(self.train_dir, "original.pt"))
+        t = self.original_record()
         return [b.to(self.device) for b in unpack_schedule(t["schedule"], t["batch_sizes"])]
 
     # ------------------------------------------------------------------ evaluation
@@ -221,8 +248,8 @@ class Experiment:
                 raise InputError(f"no {method} model for this configuration ({pt}); run: {command}")
             return None
         remedy = f"delete it and rerun {command or METHOD_SCRIPTS.get(method, 'its script')}"
-        w = artifacts.load_tensors(pt, remedy=remedy)["w"]
-        return w.to(self.device), artifacts.read_json(js, remedy=remedy)
+        w = artifacts.load_tensors(pt, remedy=remedy, expect={"w": (self.fm.d,)})["w"]
+        return w.to(self.device), artifacts.read_json(js, remedy=remedy, fields=("method",))
 
     def saved_methods(self):
         """{method: (w, record)} for every registered method saved for these flags."""
@@ -236,7 +263,8 @@ class Experiment:
     def require_method(self, method):
         """(w, record) of ``method`` or InputError naming the command that makes it."""
         script = METHOD_SCRIPTS.get(method, "the script of " + method)
-        return self.load_method(method, command=command_line(script.split()[0]) + " ".join([""] + script.split()[1:]))
+        extra = [f for f in script.split()[1:] if f not in sys.argv[1:]]
+        return self.load_method(method, command=" ".join([command_line(script.split()[0])] + extra))
 
 
 def command_line(script, drop=()):
@@ -255,11 +283,15 @@ def command_line(script, drop=()):
 
 
 def run_main(main, *args):
-    """Run a script body ``main(*args)``, turning InputError into one line and exit status 2."""
+    """Run a script body ``main(*args)``, turning InputError into one line and exit status 2,
+    and Ctrl-C into one line and exit status 130 (files being written are removed: see
+    ``utils.artifacts``)."""
     try:
         main(*args)
     except InputError as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        interrupted()
 
 
 def run_baseline(method, unlearn, args):
@@ -272,6 +304,8 @@ def run_baseline(method, unlearn, args):
     """
     exp = Experiment(args)
     info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, device={exp.device}")
+    exp.check_writable([exp.forget_dir] + ([os.path.join(exp.train_dir, "cache")] if method in ("NU", "IJ") else []),
+                       {exp.method_paths(method)[0]: 4 * exp.fm.d + 4096})
     w_T, train_s = exp.original()
     start = time.perf_counter()
     got = unlearn(exp, w_T)

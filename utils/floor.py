@@ -76,6 +76,7 @@ def cached_floor(exp):
     if got is not None:
         return got[0], got[1].get("metrics", {})
     kind = exp.args.floor
+    exp.check_writable([exp.forget_dir])
     info(f"computing the noise floor ({kind}): one retrain")
     start = time.perf_counter()
     w, details = floor_model(exp, kind)

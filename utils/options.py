@@ -2,17 +2,19 @@
 
 Original flag names and defaults are kept (SPEC section 2), grouped for ``--help`` by
 what they concern. ``parse_args`` validates every value before any work starts and stops
-with one line naming the offending flag. This module and the two it imports (catalog,
-errors) use the standard library only, so a script checks its flags before it imports
+with one line naming the offending flag. This module and the three it imports (catalog,
+errors, resources) use the standard library only, so a script checks its flags before it imports
 torch: a bad flag costs a fraction of a second.
 """
 import argparse
 import math
 import os
 import tempfile
+import zipfile
 
 from utils.catalog import DATASETS, MODELS, model_fits
-from utils.errors import InputError, fail
+from utils import resources
+from utils.errors import InputError, fail, install_interrupt_hook
 
 DIRECTORY_FLAGS = ["data_dir", "log_dir", "results_dir"]
 # --hf_variant values: the paper's recursion, the authors' (all three quirks), each quirk alone
@@ -190,6 +192,38 @@ def check_directory(flag, path):
         raise InputError(f"--{flag}: {path} {what} ({reason}); choose another directory")
 
 
+def check_pretrained(args):
+    """--pretrained names a file only for the model that loads one (resnet18), and that file
+    must look like a torch.save archive (a zip, or a pickle for the legacy format); the full
+    check (a state_dict that fits the network) runs when the model is built, before training."""
+    if args.pretrained in ("auto", "none"):
+        return
+    if args.model != "resnet18":
+        raise InputError(f"--pretrained: only resnet18 loads pretrained weights; the {args.model} model "
+                         f"would ignore {args.pretrained} (drop the flag)")
+    if not os.path.isfile(args.pretrained):
+        raise InputError(f"--pretrained: file {args.pretrained} not found (or 'auto' / 'none')")
+    try:
+        with open(args.pretrained, "rb") as f:
+            head = f.read(2)
+        archive = zipfile.is_zipfile(args.pretrained)
+    except OSError as e:
+        raise InputError(f"--pretrained: cannot read {args.pretrained} ({e.strerror})")
+    if not archive and not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        raise InputError(f"--pretrained: {args.pretrained} is not a torch.save file; save one with "
+                         f"torch.save(model.state_dict(), path)")
+
+
+def check_schedule_fits(args):
+    """The batch schedule (epochs * ceil(n / batch size) index batches, kept in memory and
+    stored with the original model) must fit the memory available: refused before torch loads."""
+    need = resources.schedule_bytes(args.num_dataset, args.batch_size, args.epochs)
+    T = resources.steps(args.num_dataset, args.batch_size, args.epochs)
+    resources.check_memory(f"--epochs {args.epochs}: the batch schedule of {T:,} steps (n={args.num_dataset}, "
+                           f"--batch_size {args.batch_size})", need,
+                           "lower --epochs (or raise --batch_size)")
+
+
 def validate(args):
     """Check every value; raise InputError naming the flag. Fills derived fields:
     forget_list and hf_candidate_list (sorted ints, or None)."""
@@ -216,6 +250,9 @@ def validate(args):
         raise InputError(f"--lr_decay: must be in (0, 1], got {args.lr_decay}")
     if args.noise_seed < 0:
         raise InputError(f"--noise_seed: must be a non-negative draw index, got {args.noise_seed}")
+    if args.noise_seed >= args.noise_seeds:
+        raise InputError(f"--noise_seed: draw {args.noise_seed} is not among the --noise_seeds "
+                         f"{args.noise_seeds} draws 0..{args.noise_seeds - 1}; raise --noise_seeds")
     if not 0 < args.delta < 1:
         raise InputError(f"--delta: must be in (0, 1), got {args.delta}")
     if args.regularization < 0 or args.damping_factor < 0 or args.std < 0 or args.hf_damping < 0:
@@ -231,8 +268,7 @@ def validate(args):
         raise InputError("--finetune_epochs and --neggrad_epochs must be non-negative")
     if args.rho is not None and not args.rho > 0:
         raise InputError(f"--rho: must be positive, got {args.rho}")
-    if args.pretrained not in ("auto", "none") and not os.path.isfile(args.pretrained):
-        raise InputError(f"--pretrained: file {args.pretrained} not found (or 'auto' / 'none')")
+    check_pretrained(args)
     n_max = info["train_size"]
     if args.num_dataset > n_max:
         raise InputError(f"--num_dataset: {args.num_dataset} exceeds the {n_max} training samples of {args.dataset}")
@@ -241,8 +277,12 @@ def validate(args):
         args.forget_list = parse_indices("--forget_indices", args.forget_indices)
         check_in_range("--forget_indices", args.forget_list, args.num_dataset)
         args.num_forget = len(args.forget_list)
-    if args.num_forget < 0 or args.num_forget >= args.num_dataset:
-        raise InputError(f"--num_forget: need 0 <= m < n = {args.num_dataset}, got {args.num_forget}")
+    if args.forget_list == []:
+        raise InputError("--forget_indices: the list is empty; name at least one training index to delete")
+    if args.num_forget < 1 or args.num_forget >= args.num_dataset:
+        raise InputError(f"--num_forget: need 1 <= m < n = {args.num_dataset}, got {args.num_forget} "
+                         f"(there is nothing to unlearn with m = 0)")
+    check_schedule_fits(args)
     args.hf_candidate_list = None
     if args.hf_candidates not in (None, "all", "forget"):
         args.hf_candidate_list = parse_indices("--hf_candidates", args.hf_candidates)
@@ -263,7 +303,9 @@ def validate(args):
 
 
 def parse_args(argv=None, parser=None):
-    """Parse and validate; on bad input print one line and exit 2."""
+    """Parse and validate; on bad input print one line and exit 2. From here on, Ctrl-C
+    stops the script with one line and exit status 130 (``utils.errors``)."""
+    install_interrupt_hook()
     args = (parser or build_parser()).parse_args(argv)
     try:
         return validate(args)

@@ -8,6 +8,12 @@
     device, threads, argv, timestamp_utc
                                    where and how it ran (torch's intra-op thread count,
                                    ISO 8601 UTC time)
+    cpu {model, vector_extensions, torch_capability, machine}
+                                   the CPU kind: its model name (/proc/cpuinfo), the SIMD
+                                   extensions it reports (avx2, fma, avx512f, ...), the
+                                   kernels torch dispatches to (e.g. AVX2, AVX512) and the
+                                   architecture. Float results are bit-reproducible only on
+                                   the same CPU kind and thread count (README)
     data_source, data_fingerprint  ``exp.data.source`` and ``exp.data.fingerprint``
 
 A value that cannot be determined (a package not installed, no git executable, not a
@@ -60,6 +66,43 @@ def git_state(directory):
     return {"commit": head.stdout.strip(), "dirty": dirty}
 
 
+# SIMD extensions that change which float kernels run (and so the rounding of a result)
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+                "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "asimd", "sve", "sve2")
+
+
+def cpu_info(cpuinfo="/proc/cpuinfo"):
+    """{"model", "vector_extensions", "machine"} of this CPU from ``cpuinfo`` (Null when unreadable)."""
+    model, flags = None, set()
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "cpu model", "hardware") and model is None:
+                    model = value.strip()
+                elif key in ("flags", "features") and not flags:
+                    flags = set(value.split())
+    except OSError as e:
+        return {"model": Null(f"{cpuinfo} unreadable ({type(e).__name__})"),
+                "vector_extensions": Null(f"{cpuinfo} unreadable"), "machine": platform.machine()}
+    return {"model": model if model else (platform.processor() or Null("no model name in " + cpuinfo)),
+            "vector_extensions": [f for f in VECTOR_FLAGS if f in flags],
+            "machine": platform.machine()}
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_state():
+    """``cpu_info()`` plus the kernels torch dispatches to on this CPU (read once per process)."""
+    import torch
+    out = cpu_info()
+    try:
+        out["torch_capability"] = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError) as e:
+        out["torch_capability"] = Null(f"unknown ({type(e).__name__})")
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def code_state():
     return git_state(ROOT)
@@ -70,6 +113,7 @@ def provenance(exp):
     import torch                       # loaded by then; kept out of the flag-parsing imports
     return {"python": platform.python_version(), "packages": package_versions(),
             "git": code_state(), "device": str(exp.device), "threads": torch.get_num_threads(),
+            "cpu": cpu_state(),
             "argv": list(sys.argv),
             "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "data_source": exp.data.source, "data_fingerprint": exp.data.fingerprint}

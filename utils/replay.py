@@ -18,7 +18,6 @@ import time
 
 import torch
 
-from utils import artifacts
 from utils.hf import HFConfig, check_replay, recursion
 from utils.train import unpack_schedule
 
@@ -29,7 +28,7 @@ class Replay:
     def __init__(self, exp, w_T, measure_rho=False):
         self.exp, self.w_T = exp, w_T
         self.path = os.path.join(exp.train_dir, "original.pt")
-        record = artifacts.load_tensors(self.path)
+        record = exp.original_record(self.path)
         self.w0 = record["w0"].to(exp.device)
         self.schedule = [b.to(exp.device) for b in unpack_schedule(record["schedule"], record["batch_sizes"])]
         self.rho_t = None if measure_rho else torch.empty(0)

@@ -123,6 +123,7 @@ def _cached_or_trained(exp, pool, K, progress, path):
         if not np.array_equal(t["pos"].numpy(), pool.pos) or not np.array_equal(t["y"].numpy(), pool.y.cpu().numpy()):
             raise InputError(f"shadow cache {path} does not match the pool; delete it and rerun")
         return t["scores"].numpy(), t["keep"].numpy(), 0.0
+    exp.check_writable([os.path.dirname(path)])        # before the shadows are trained
     keep = keep_masks(K, len(pool), a.seed + POOL_SEED_OFFSET).numpy()
     scores = np.empty((K, len(pool)))
     start = time.perf_counter()

@@ -19,6 +19,8 @@ def present_targets(exp, wanted):
     """
     exp.require_method("Retrain")
     found = exp.saved_methods()
+    if exp.args.application and "Proposed_noise" not in found:
+        exp.require_method("Proposed_noise")       # asked for (--application) but never released
     for method in wanted:
         if method not in found and method in EXPECTED:
             script, *extra = METHOD_SCRIPTS[method].split()
