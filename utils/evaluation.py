@@ -86,7 +86,7 @@ def update_metrics(w, w_T, w_retrain, d_original):
     step, target = (w - w_T).double(), (w_retrain - w_T).double()
     removed = 1.0 - float((w - w_retrain).double().norm()) / d_original if d_original > 0 else None
     norms = float(step.norm() * target.norm())
-    alignment = float(step @ target) / norms if norms > 0 else None
+    alignment = min(1.0, max(-1.0, float(step @ target) / norms)) if norms > 0 else None
     return {"removed": removed, "alignment": alignment}
 
 
@@ -182,7 +182,9 @@ BOUNDS = {"distance": (0.0, math.inf, "a distance"), "floor": (0.0, math.inf, "a
           "test_acc": (0.0, 1.0, "an accuracy"), "forget_acc": (0.0, 1.0, "an accuracy"),
           "remain_acc": (0.0, 1.0, "an accuracy"), "test_loss": (0.0, math.inf, "a loss"),
           "precompute_s": (0.0, math.inf, "a time"), "unlearn_s": (0.0, math.inf, "a time"),
-          "storage_bytes": (0.0, math.inf, "a size")}
+          "storage_bytes": (0.0, math.inf, "a size"),
+          "removed": (-math.inf, 1.0, "a fraction of the distance removed"),
+          "alignment": (-1.0, 1.0, "a cosine")}
 RECORD_FIELDS = ("setting_key", "setting", "seed", "methods") + tuple(
     f"setting.{k}" for k in ("dataset", "model", "num_dataset", "num_forget", "lr", "epochs"))
 REMEDY = "delete it (or rerun main_eva.py for its seed) and aggregate again"
@@ -194,7 +196,9 @@ def checked_value(path, where, metric, v):
         return None
     low, high, what = BOUNDS[metric]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and low <= v <= high):
-        bounds = f"a finite number in [{low:g}, {high:g}]" if math.isfinite(high) else f"a finite number >= {low:g}"
+        bounds = (f"a finite number >= {low:g}" if not math.isfinite(high) else
+                  f"a finite number <= {high:g}" if not math.isfinite(low) else
+                  f"a finite number in [{low:g}, {high:g}]")
         raise InputError(f"result {path}: {where}.{metric} = {v!r} cannot be {what} (expected {bounds} "
                          f"or null); {REMEDY}")
     return float(v)
