@@ -3,12 +3,14 @@ calibration (Retrain ~ 0.5, Original above), and a QUICK run of the script on Wi
 import glob
 import json
 import math
+import os
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import run_script
+from helpers import ROOT, run_script
 from utils import artifacts
 from utils.errors import InputError
 from utils.experiment import Experiment
@@ -107,12 +109,21 @@ def test_shadow_count_is_checked():
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """QUICK=1 ULIRA.sh (trains the shadows), then the script by hand with the same flags
+    and --json (must reuse them and reproduce the sweep's numbers)."""
     tmp = tmp_path_factory.mktemp("ulira")
-    flags = QUICK + ["--log_dir", str(tmp / "log"), "--results_dir", str(tmp / "res")]
-    first = run_script("main_ULIRA.py", *flags, "--json")
-    second = run_script("main_ULIRA.py", *flags, "--json")
-    return dict(tmp=tmp, flags=flags, first=json.loads(first.stdout), second=json.loads(second.stdout),
-                text=second.stderr)
+    log, res = tmp / "log", tmp / "res"
+    env = dict(os.environ, QUICK="1", LOG_DIR=str(log), RESULTS_DIR=str(res), HFU_OFFLINE="1")
+    proc = subprocess.run(["bash", os.path.join(ROOT, "ULIRA.sh")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = glob.glob(str(res / "ULIRA-*.json"))
+    sweep = json.loads(open(path).read())["targets"]
+    flags = QUICK + ["--seed", "42", "--log_dir", str(log), "--results_dir", str(res)]
+    caches = lambda: {p: os.stat(p).st_mtime_ns for p in glob.glob(str(log / "*" / "cache" / "ulira-*"))}
+    before = caches()
+    again = json.loads(run_script("main_ULIRA.py", *flags, "--json").stdout)
+    return dict(tmp=tmp, flags=flags, first=sweep, second=again, text=proc.stderr,
+                caches=(before, caches()))
 
 
 def test_quick_run_writes_finite_results_and_reuses_its_shadows(quick):
@@ -124,6 +135,9 @@ def test_quick_run_writes_finite_results_and_reuses_its_shadows(quick):
             assert math.isfinite(row[k]) and 0 <= row[k] <= 1
     assert res["Original"]["seconds"] is None and res["Proposed"]["seconds"] > 0
     assert quick["second"] == res                      # cached shadows: the same numbers
+    before, after = quick["caches"]
+    assert len(before) == 6 and before == after        # 2 x (.pt, .pt.sha256, .json), not rewritten
+    assert "Original" in quick["text"] and "sweep ULIRA done" in quick["text"]
     for ext in ("txt", "json", "png"):
         assert len(glob.glob(str(tmp / "res" / f"ULIRA-*.{ext}"))) == 1
 
