@@ -35,8 +35,7 @@ def main(args):
     m, K = len(exp.U), args.n_shadows
     if m < 1:
         raise InputError("--num_forget: U-LiRA needs targets, m >= 1")
-    hf = HFConfig.from_args(args)
-    proposed = f"Proposed[{hf.label}]" if hf.label else "Proposed"
+    proposed = HFConfig.from_args(args).row_name
     info(f"U-LiRA: {K} shadows on halves of the n={exp.n} training samples, m={m} targets (the forget set); "
          f"data: {exp.data.source}")
     models, spent = shadow_models(exp, K, progress=True)

@@ -35,7 +35,7 @@ from utils.certify import analytic_gaussian_sigma, certified_epsilon, looseness,
 from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
 from utils import distributed
 from utils.forget import forget_set
-from utils.hf import check_memory_budget, precompute_bank
+from utils.hf import HFConfig, check_memory_budget, precompute_bank
 from utils.replay import Replay
 from utils.errors import InputError
 from utils.report import finish, info, table
@@ -58,7 +58,8 @@ def certify(args, exp, engine):
             "rho_measured": engine.rho, "sensitivity": delta_bound, "sigma": sigma,
             "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism",
             "rho_source": "--rho" if args.rho is not None else RHO_MEASURED,
-            "certified_epsilon": eps, "certified_epsilon_note": why}
+            "certified_epsilon": eps, "certified_epsilon_note": why,
+            "certificate_applies": HFConfig.from_args(args).is_paper}
 
 
 def noised_releases(args, exp, w, w_re, cert, common):
@@ -181,10 +182,12 @@ def main(args):
     else:
         w, per_request = engine.unlearn_online(w_T, exp.U)
     unlearn_s = sum(per_request)
+    hf = HFConfig.from_args(args)
     common = dict(figures, precompute_s_now=precompute_s, hf_mode=args.hf_mode,
                   unlearn_s=unlearn_s, unlearn_median_s=statistics.median(per_request) if per_request else 0.0,
                   rho=engine.rho, retrain_norm=args.retrain_norm,
-                  mode="batch" if args.batch_unlearn else "online", data_source=exp.data.source)
+                  mode="batch" if args.batch_unlearn else "online", data_source=exp.data.source,
+                  hf_label=hf.label, **hf.flags())
     if args.hf_mode == "bank":
         common.update(bank_shards_read=engine.shards_read, bank_read_s=engine.read_s)
     results = {"Proposed": (w, dict(exp.metrics(w), **common))}
@@ -196,7 +199,7 @@ def main(args):
             metrics["distance"] = float((wm - w_re).norm())
         if name in results:
             metrics["model"] = exp.save_method(name, wm, metrics)
-        rows.append(dict(method=name, **metrics))
+        rows.append(dict(method=hf.row_name if name == "Proposed" else name, **metrics))
         summary[name] = metrics
     if args.application:
         noisy = noised_releases(args, exp, w, w_re, certify(args, exp, engine), common)
@@ -213,6 +216,9 @@ def main(args):
         text += f"\ndistance to Retrain ({how})"
     if args.application:
         text += "\n" + certified_text(summary["Proposed_noise"])
+        if not hf.is_paper:
+            text += (f"\nnote: Delta is derived for the paper's recursion; for the variant {hf.label} it is "
+                     f"not established, so this release certifies nothing (docs/method.md, variants)")
     finish(summary, args.json, text)
     ctx.close()
 

@@ -163,3 +163,18 @@ def test_cached_shadows_are_what_they_claim(quick):
     assert torch.allclose(w_R, base["Retrain"][k], atol=1e-6)
     for j in range(len(keep)):
         assert (prop["Proposed"][j] - base["Retrain"][j]).norm() < (base["Original"][j] - base["Retrain"][j]).norm()
+
+
+def test_a_variant_reuses_the_shadows_and_adds_its_row(quick):
+    """--hf_variant authors: only Proposed is recomputed (one replay per shadow); Original and
+    Retrain rows are the paper run's, from the same cached shadows."""
+    log = quick["tmp"] / "log"
+    shadows = glob.glob(str(log / "*" / "cache" / "ulira-shadows-*.pt"))
+    before = {p: os.stat(p).st_mtime_ns for p in shadows}
+    res = json.loads(run_script("main_ULIRA.py", *quick["flags"], "--hf_variant", "authors", "--json").stdout)
+    assert set(res) == {"Original", "Retrain", "Proposed[authors]"}
+    for row in ("Original", "Retrain"):
+        assert res[row] == quick["first"][row]
+    assert math.isfinite(res["Proposed[authors]"]["auc"])
+    assert before == {p: os.stat(p).st_mtime_ns for p in shadows}
+    assert len(glob.glob(str(log / "*" / "cache" / "ulira-proposed-*.pt"))) == 2

@@ -22,14 +22,15 @@ import os
 import numpy as np
 
 from utils import artifacts, keys
-from utils.experiment import METHOD_FLAGS
+from utils.experiment import METHOD_FLAGS, command_line
 from utils.errors import InputError
 from utils.finite import distance
 from utils.provenance import provenance
 from utils.floor import RULE, WITHIN
+from utils.hf import HFConfig
 from utils.report import table
 
-METRICS = ["distance", "floor", "floor_ratio", "test_acc", "test_loss", "forget_acc", "remain_acc",
+METRICS = ["distance", "floor", "floor_ratio", "removed", "alignment", "test_acc", "test_loss", "forget_acc", "remain_acc",
            "precompute_s", "unlearn_s", "storage_bytes"]
 ACCURACIES = ["test_acc", "test_loss", "forget_acc", "forget_loss", "remain_acc", "remain_loss"]
 PREFIX = "eva-"
@@ -59,23 +60,62 @@ def setting_of(exp):
     return cfg
 
 
+def proposed_models(exp):
+    """{row name: (w, record)} of the Proposed variants to show: those of --proposed_rows
+    (each required: InputError naming the command that makes it), else the one the flags
+    select, when saved. Row names: ``HFConfig.row_name`` ('Proposed', 'Proposed[authors]')."""
+    a = exp.args
+    if a.proposed_row_flags is None:
+        got = exp.load_method("Proposed")
+        return {} if got is None else {HFConfig.from_args(a).row_name: got}
+    out = {}
+    for flags in a.proposed_row_flags:
+        hf = HFConfig.from_flags(flags)
+        variant = exp.with_flags(**flags)
+        extra = [] if hf.is_paper else ["--hf_variant", hf.variant, "--hf_curvature", hf.curvature,
+                                        "--hf_damping", f"{hf.damping:g}"]
+        out[hf.row_name] = variant.load_method(
+            "Proposed", command=command_line("main_proposed.py", drop=("--proposed_rows",)) + " ".join([""] + extra))
+    return out
+
+
+def update_metrics(w, w_T, w_retrain, d_original):
+    """removed = 1 - ||w - w_R|| / ||w_T - w_R||, the fraction of Original's distance a method
+    takes away, and alignment = cos(w - w_T, w_R - w_T), whether it moves toward Retrain at all
+    (None when w = w_T or w_R = w_T)."""
+    step, target = (w - w_T).double(), (w_retrain - w_T).double()
+    removed = 1.0 - float((w - w_retrain).double().norm()) / d_original if d_original > 0 else None
+    norms = float(step.norm() * target.norm())
+    alignment = float(step @ target) / norms if norms > 0 else None
+    return {"removed": removed, "alignment": alignment}
+
+
 def compare(exp):
     """{method: row} for Original and every saved method; needs original.pt and Retrain.
 
     Accuracies and losses are evaluated now on the current U, D \\ U and test set; costs
     (precompute, unlearning time, storage) come from each method's record, and so does
-    ``threads``, the torch thread count the model was computed with (when recorded).
+    ``threads``, the torch thread count the model was computed with (when recorded). Every
+    method but Original and Retrain also gets ``removed`` and ``alignment`` (``update_metrics``).
     """
     w_T = exp.require_original()
     w_retrain, _ = exp.require_method("Retrain")
     models = {"Original": (w_T, artifacts.read_json(os.path.join(exp.train_dir, "manifest.json")))}
-    models.update(exp.saved_methods())
+    for method, got in exp.saved_methods().items():
+        if method == "Proposed":
+            continue
+        models[method] = got
+        if method == "Retrain":
+            models.update(proposed_models(exp))
+    d_original = float((w_T - w_retrain).double().norm())
     rows = {}
     for name, (w, record) in models.items():
         m = dict(record.get("metrics", {}), **exp.metrics(w))
         row = {"distance": distance(w, w_retrain, f"the distance of {name} to Retrain",
                                     f"delete {exp.forget_dir} and rerun the methods")}
         row.update({k: _clean(m.get(k)) for k in ACCURACIES + ["precompute_s", "unlearn_s", "storage_bytes"]})
+        row.update(update_metrics(w, w_T, w_retrain, d_original) if name not in ("Original", "Retrain")
+                   else {"removed": None, "alignment": None})
         threads = record.get("provenance", {}).get("threads")
         if isinstance(threads, int):
             row["threads"] = threads
@@ -105,7 +145,10 @@ def text_table(rows):
 def result_base(exp):
     """results_dir/eva-<dataset>-<model>-n-m-s-<key of the setting, seed and every input>."""
     a = exp.args
-    key = artifacts.config_key({"setting": setting_of(exp), "seed": a.seed, "inputs": exp.result_identity()})
+    identity = {"setting": setting_of(exp), "seed": a.seed, "inputs": exp.result_identity()}
+    if keys.values(a, "eva"):
+        identity["eva"] = keys.values(a, "eva")
+    key = artifacts.config_key(identity)
     return os.path.join(a.results_dir, f"{PREFIX}{a.dataset}-{a.model}-n{a.num_dataset}-m{len(exp.U)}-s{a.seed}-{key}")
 
 
@@ -163,7 +206,11 @@ def _methods_in_order(agg):
     for g in agg.values():
         names += [m for m in g["methods"] if m not in names]
     order = ["Original"] + list(METHOD_FLAGS)
-    return sorted(names, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+    def place(m):            # a Proposed variant, 'Proposed[...]', right after Proposed
+        base = m.split("[")[0]
+        return (order.index(base) if base in order else len(order), m != base, m)
+    return sorted(names, key=place)
 
 
 def _cell(stat):
@@ -211,7 +258,9 @@ def aggregate_markdown(agg):
                                                 g["setting"]["num_forget"], g["setting"]["lr"],
                                                 g["setting"]["epochs"], g["label"]))
     parts = [_distance_table(keyed, methods)]
-    for metric, title in [("test_acc", "Test accuracy"),
+    for metric, title in [("removed", "Fraction of Original's distance removed, 1 - d / d(Original)"),
+                          ("alignment", "Alignment, cos(w - w_T, w_Retrain - w_T)"),
+                          ("test_acc", "Test accuracy"),
                           ("forget_acc", "Accuracy on the forget set U"), ("unlearn_s", "Unlearning time (s)"),
                           ("precompute_s", "Precompute time (s)")]:
         lines = [f"### {title} (mean ± std over seeds)", "",

@@ -14,6 +14,7 @@ the device type and the initial weights; the forget key hashes U and the test te
 method key hashes the method's own flags (the table is ``utils.keys``). Two configurations
 never share a file and a rerun finds what an earlier one cached.
 """
+import copy
 import functools
 import os
 import sys
@@ -116,6 +117,15 @@ class Experiment:
     def forget_dir(self):
         key = artifacts.config_key(self.forget_config())
         return os.path.join(self.train_dir, f"forget-m{len(self.U)}-{key}")
+
+    def with_flags(self, **values):
+        """This experiment (same data, model and forget set) seen with some method flags
+        changed, e.g. another --hf_variant: for reading that setting's files."""
+        other = copy.copy(self)
+        other.args = copy.copy(self.args)
+        for k, v in values.items():
+            setattr(other.args, k, v)
+        return other
 
     def method_config(self, flags):
         return keys.keyed(flags, self.args)
@@ -229,9 +239,19 @@ class Experiment:
         return self.load_method(method, command=command_line(script.split()[0]) + " ".join([""] + script.split()[1:]))
 
 
-def command_line(script):
-    """The command that recreates an artefact: ``script`` with the user's own flags."""
-    return " ".join(["python3", script] + [a for a in sys.argv[1:] if a != "--json"])
+def command_line(script, drop=()):
+    """The command that recreates an artefact: ``script`` with the user's own flags (without
+    --json, and without the flags of ``drop`` and their values)."""
+    argv, kept = sys.argv[1:], []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a.split("=")[0] in drop:
+            skip = "=" not in a
+        elif a != "--json":
+            kept.append(a)
+    return " ".join(["python3", script] + kept)
 
 
 def run_main(main, *args):

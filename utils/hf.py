@@ -78,14 +78,27 @@ class HFConfig:
         """True for the paper's recursion: the exact derivative of w_T."""
         return self == HFConfig()
 
+    @classmethod
+    def from_flags(cls, flags):
+        """From {'hf_variant', 'hf_curvature', 'hf_damping'} (``utils.options.parse_hf_label``)."""
+        return cls(flags["hf_variant"], flags["hf_curvature"], flags["hf_damping"])
+
+    def flags(self):
+        return {"hf_variant": self.variant, "hf_curvature": self.curvature, "hf_damping": self.damping}
+
     @property
     def label(self):
-        """Short name of the non-default choices: '' for the paper's recursion, else e.g.
-        'authors', 'ggn', 'authors,ggn,kappa=0.1' (the method row 'Proposed[label]')."""
+        """Short name of the non-default choices, '+'-joined: 'paper' for the paper's
+        recursion, else e.g. 'authors', 'ggn', 'authors+ggn+kappa=0.1'."""
         parts = [self.variant] if self.variant != "paper" else []
         parts += [self.curvature] if self.curvature != "hessian" else []
         parts += [f"kappa={self.damping:g}"] if self.damping else []
-        return ",".join(parts)
+        return "+".join(parts) or "paper"
+
+    @property
+    def row_name(self):
+        """The method's row in tables: 'Proposed', or 'Proposed[label]' for a variant."""
+        return "Proposed" if self.is_paper else f"Proposed[{self.label}]"
 
 
 def injection(G, norm):
@@ -96,8 +109,25 @@ def injection(G, norm):
     return G / b
 
 
+def injected(op, w, sel, norm, hf, cfg):
+    """The rows inj_u, u = the samples of B_t selected by the mask ``sel`` (internal layout),
+    that the recursion adds times eta_t:
+
+        paper:        C_t injection(grad CE_u)                       (``injection``, ``norm``)
+        sample_clip:  injection(clip_c(grad CE_u + lambda w_t))     (each row clipped on its own)
+        uncorrected:  either, with norm 'batch' (1/|B_t|, no batch-mean correction)."""
+    norm = "batch" if hf.has("uncorrected") else norm
+    G = op.per_sample_grads()
+    if not hf.has("sample_clip"):
+        return op.clip_apply(injection(G, norm)[sel])
+    G = G + cfg.lam * op.to_internal(w)
+    G = G * torch.clamp(cfg.clip / torch.linalg.vector_norm(G, dim=1, keepdim=True), max=1.0)
+    return injection(G, norm)[sel]
+
+
 def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
-              engine="auto", mem_budget_mb=1024.0, rho_iters=2, progress=False, summed=False):
+              engine="auto", mem_budget_mb=1024.0, rho_iters=2, progress=False, summed=False,
+              hf=HFConfig()):
     """Replay training and run the approximator recursion for the samples ``rows``.
 
     The update of the paper, at every step t of training and for every sample u (a_u = 0 at
@@ -120,6 +150,10 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
     injections of all of ``rows`` in B_t added into one vector (one Hessian-vector product
     per step instead of |rows|; equal to A.sum(0) up to rounding).
 
+    ``hf`` (``HFConfig``) selects a research variant of the recursion: the order of injection
+    and contraction, the injected rows (``injected``), the curvature in J_t and a damping
+    (``utils.hvp``); only the default is d w_T / d s.
+
     ``cfg`` is the training run's SGDConfig (step sizes, clip c, lambda). After every step t
     the largest ||a_u|| must be finite and at most 2 c sum_{s <= t} eta_s
     (``SGDConfig.reach_bound``: the farthest any deletion can move the clipped SGD
@@ -136,16 +170,21 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
     power = PowerIteration(fm.d, w0.dtype, w0.device, iters=rho_iters) if rho_iters > 0 else None
     state = {}
 
+    inject_first = hf.has("inject_first")
+
     def on_step(t, w, batch, eta, g):
-        op = step_jacobian(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, engine, mem_budget_mb)
+        op = step_jacobian(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, engine, mem_budget_mb,
+                           curvature=hf.curvature, damping=hf.damping)
         state["op"] = op
-        if len(A):
-            op.contract_(A, eta)
         r = row_of[batch]
         sel = r >= 0
-        if bool(sel.any()):
-            inj = injection(op.per_sample_grads(), norm)[sel]
-            A.index_add_(0, r[sel], op.clip_apply(inj), alpha=eta)
+        inject = bool(sel.any())
+        if inject and inject_first:
+            A.index_add_(0, r[sel], injected(op, w, sel, norm, hf, cfg), alpha=eta)
+        if len(A):
+            op.contract_(A, eta)
+        if inject and not inject_first:
+            A.index_add_(0, r[sel], injected(op, w, sel, norm, hf, cfg), alpha=eta)
         if power is not None:
             power.step(op, eta)
         if len(A):
@@ -205,7 +244,7 @@ def check_memory_budget(exp):
     b = exp.schedule[0]
     g = batch_gradient(exp.fm, exp.w0, exp.X, exp.y, b, a.regularization)
     step_jacobian(exp.fm, exp.w0, exp.X[b], exp.y[b], a.regularization, g, a.clip,
-                  mem_budget_mb=a.mem_budget_mb)
+                  mem_budget_mb=a.mem_budget_mb, curvature=a.hf_curvature, damping=a.hf_damping)
 
 
 def precompute_bank(exp, w_T, ctx=Context()):
@@ -239,7 +278,7 @@ def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
         w_replay, A, rho_t = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config,
                                        rows[lo:hi], a.retrain_norm,
                                        mem_budget_mb=a.mem_budget_mb, rho_iters=2 if ctx.is_main else 0,
-                                       progress=ctx.is_main and not a.quiet)
+                                       progress=ctx.is_main and not a.quiet, hf=HFConfig.from_args(a))
         gap = check_replay(w_replay, w_T, exp)
         if hi > lo:
             stored = require_finite(A.to(DTYPES[a.bank_dtype]), f"the bank rows in --bank_dtype {a.bank_dtype}",

@@ -29,6 +29,15 @@ parameter order; the identity for the other engines) so that the closed form wor
 contiguous matrices; ``to_internal``/``from_internal`` convert. The fused in-place update
 ``contract_(A, eta)`` performs A <- A (I - eta J_t)^T row-wise, i.e. a <- (I - eta J_t) a
 for every row a of A.
+
+Two research options change the operator (``utils.hf.HFConfig``; the defaults give the
+paper's J_t above): curvature 'ggn' replaces H_Bt by the generalised Gauss-Newton matrix
+
+    G_Bt = (1/|B_t|) sum_{i in B_t} J_f(x_i)^T (diag(p_i) - p_i p_i^T) J_f(x_i)
+
+(J_f the Jacobian of the logits in w, p_i the softmax; ``GGNProduct``; G = H exactly for the
+logistic model, whose closed form serves both), and damping kappa > 0 makes the operator
+J_t + kappa I.
 """
 
 import torch
@@ -65,8 +74,9 @@ def clip_factors(g, c):
 class _Jacobian:
     """Shared parts: the clipping Jacobian and the composite operators."""
 
-    def __init__(self, g, clip, lam):
+    def __init__(self, g, clip, lam, damping=0.0):
         self.lam = lam
+        self.damping = damping
         self.s, self.g_hat = clip_factors(g, clip)
         if self.g_hat is not None:
             self.g_hat = self.to_internal(self.g_hat)
@@ -88,12 +98,14 @@ class _Jacobian:
         return self.s * (V - torch.outer(V @ self.g_hat, self.g_hat))
 
     def jac(self, V):
-        """J_t V = C_t (H + lambda I) V (internal layout)."""
-        return self.clip_apply(self.hvp_reg(V))
+        """J_t V = C_t (H + lambda I) V (+ kappa V when damped; internal layout)."""
+        out = self.clip_apply(self.hvp_reg(V))
+        return out.add_(V, alpha=self.damping) if self.damping else out
 
     def jac_T(self, V):
-        """J_t^T V = (H + lambda I) C_t V (C_t and H are symmetric)."""
-        return self.hvp_reg(self.clip_apply(V))
+        """J_t^T V = (H + lambda I) C_t V (+ kappa V; C_t and H are symmetric)."""
+        out = self.hvp_reg(self.clip_apply(V))
+        return out.add_(V, alpha=self.damping) if self.damping else out
 
     def apply(self, V):
         """J_t V for a block V (k, d) in parameter order (the public, layout-free form)."""
@@ -119,9 +131,33 @@ class TorchFuncHVP:
         return vmap(lambda v: self._vjp_fn(v)[0])(V)
 
 
-def block_hvp(fm, w, X, y, normaliser, engine):
+class GGNProduct:
+    """V -> G V for a block V (k, d), G = (1/N) sum_i J_f(x_i)^T (diag(p_i) - p_i p_i^T) J_f(x_i)
+    the generalised Gauss-Newton matrix of softmax cross-entropy at w, through torch.func:
+    a forward-mode product for the logit directions dz_i = J_f(x_i) v, the softmax Hessian
+    applied to them, and the reverse-mode product of the logits (linearised once)."""
+
+    def __init__(self, fm, w, X, normaliser):
+        self.w, self.N = w, normaliser
+        self.logits_fn = lambda v: fm.logits(v, X)
+        logits, self._vjp_fn = vjp(self.logits_fn, w)
+        self.P = torch.softmax(logits.detach(), dim=1)
+
+    def _one(self, v):
+        dz = jvp(self.logits_fn, (self.w,), (v,))[1]
+        r = self.P * (dz - (self.P * dz).sum(1, keepdim=True))
+        return self._vjp_fn(r)[0] / self.N
+
+    def __call__(self, V):
+        return vmap(self._one)(V)
+
+
+def block_hvp(fm, w, X, y, normaliser, engine, curvature="hessian"):
     """V -> H V for a block V (k, d) of directions, H the Hessian of (1/normaliser) sum_i CE_i
-    at w, by the engine 'layers', 'jvp' or 'vjp' (rows of the result: the products)."""
+    at w, by the engine 'layers', 'jvp' or 'vjp' (rows of the result: the products); with
+    curvature 'ggn', V -> G V (``GGNProduct``, whatever the engine)."""
+    if curvature == "ggn":
+        return GGNProduct(fm, w, X, normaliser)
     if engine == "layers":
         return LayeredHVP(fm, w, X, y, normaliser)
     return TorchFuncHVP(fm, w, X, y, normaliser, engine)
@@ -131,7 +167,8 @@ class _BlockJacobian(_Jacobian):
     """J_t from a block Hessian-vector product (``block_hvp``), on row chunks of a block
     sized so that HVP_ACTIVATION_FACTOR activations per vector fit the memory budget."""
 
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser):
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser,
+                 curvature="hessian", damping=0.0):
         N = len(y) if normaliser is None else normaliser
         self.w, self.X, self.y = w, X, y
         self.per_sample_grad_fn = vmap(grad(lambda v, x, t: data_loss(fm, v, x[None], t[None], 1)),
@@ -141,8 +178,8 @@ class _BlockJacobian(_Jacobian):
         if self.chunk < 1:
             raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
                              f"{per_vector / MB:.1f} MB; raise the budget")
-        self.hvp_block = block_hvp(fm, w, X, y, N, engine)
-        super().__init__(g, clip, lam)
+        self.hvp_block = block_hvp(fm, w, X, y, N, engine, curvature)
+        super().__init__(g, clip, lam, damping)
 
     def hvp_reg(self, V):
         """(H_B + lambda I) V, chunked over rows to the memory budget."""
@@ -162,16 +199,18 @@ class _BlockJacobian(_Jacobian):
 class GenericJacobian(_BlockJacobian):
     """J_t for any FlatModel via torch.func (``TorchFuncHVP``, mode 'jvp' or 'vjp')."""
 
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, mode="vjp", normaliser=None):
-        super().__init__(fm, w, X, y, lam, g, clip, mem_budget_mb, mode, normaliser)
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, mode="vjp", normaliser=None,
+                 curvature="hessian", damping=0.0):
+        super().__init__(fm, w, X, y, lam, g, clip, mem_budget_mb, mode, normaliser, curvature, damping)
 
 
 class LayeredJacobian(_BlockJacobian):
     """J_t for models with a ``layers()`` chain, by ``utils.layered_hvp``. On a CPU its chunks
     are also capped at LAYERED_CACHE_BYTES of forward activations."""
 
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, normaliser=None):
-        super().__init__(fm, w, X, y, lam, g, clip, mem_budget_mb, "layers", normaliser)
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, normaliser=None,
+                 curvature="hessian", damping=0.0):
+        super().__init__(fm, w, X, y, lam, g, clip, mem_budget_mb, "layers", normaliser, curvature, damping)
         if w.device.type == "cpu":
             per_vector_activations = w.element_size() * fm.activation_numel(X)
             self.chunk = min(self.chunk, max(1, LAYERED_CACHE_BYTES // per_vector_activations))
@@ -181,10 +220,11 @@ class LogisticJacobian(_Jacobian):
     """Closed-form J_t for softmax cross-entropy on a single Linear(D, C) layer.
 
     Internal layout: Theta = [W | b] flattened row-major (C x (D+1)); the parameter order
-    is W.flatten() then b.
+    is W.flatten() then b. The Gauss-Newton matrix of this model is its Hessian, so the same
+    form serves curvature 'ggn'.
     """
 
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, normaliser=None):
+    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, normaliser=None, damping=0.0):
         C, D = fm.shapes[0]
         self.C, self.D1 = C, D + 1
         self.N = len(y) if normaliser is None else normaliser
@@ -201,7 +241,7 @@ class LogisticJacobian(_Jacobian):
             raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
                              f"{per_vector / MB:.3f} MB; raise the budget")
         self.chunk = min(self.chunk, max(1, CACHE_CHUNK_BYTES // (w.element_size() * fm.d)))
-        super().__init__(g, clip, lam)
+        super().__init__(g, clip, lam, damping)
         if self.clipping:
             # q = (H + lambda I) g_hat, so that g_hat . (H + lambda I) v = q . v
             self.q = self.hvp_reg(self.g_hat[None])[0]
@@ -231,14 +271,18 @@ class LogisticJacobian(_Jacobian):
 
     def contract_(self, A, eta):
         """A[k] <- (I - eta J_t) A[k] in place: one GEMM for dz, one fused addmm, and a
-        rank-one correction when clipping is active (A must be contiguous, internal layout)."""
+        rank-one correction when clipping is active (A must be contiguous, internal layout).
+        Damping kappa scales A by a further -eta kappa."""
         es = eta * self.s
+        beta = 1.0 - es * self.lam
+        if self.damping:
+            beta -= eta * self.damping
         for c in A.split(self.chunk):
             k = len(c)
             alpha = c @ self.q if self.clipping else None
             R = self._R(c)
             cv = c.view(k * self.C, self.D1)
-            cv.addmm_(R, self.Xt, beta=1.0 - es * self.lam, alpha=-es / self.N)
+            cv.addmm_(R, self.Xt, beta=beta, alpha=-es / self.N)
             if alpha is not None:
                 c.addr_(alpha, self.g_hat, alpha=es)
 
@@ -289,11 +333,13 @@ def choose_engine(fm, engine="auto"):
     return engine
 
 
-def step_jacobian(fm, w, X, y, lam, g, clip, engine="auto", mem_budget_mb=1024.0, normaliser=None):
-    """The J_t operator of one step (engine: one of ENGINES)."""
+def step_jacobian(fm, w, X, y, lam, g, clip, engine="auto", mem_budget_mb=1024.0, normaliser=None,
+                  curvature="hessian", damping=0.0):
+    """The J_t operator of one step (engine: one of ENGINES; curvature 'hessian' or 'ggn';
+    damping kappa >= 0 adds kappa I)."""
     engine = choose_engine(fm, engine)
     if engine == "closed":
-        return LogisticJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser)
+        return LogisticJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser, damping)
     if engine == "layers":
-        return LayeredJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser)
-    return GenericJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser)
+        return LayeredJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser, curvature, damping)
+    return GenericJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser, curvature, damping)

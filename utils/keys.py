@@ -46,6 +46,8 @@ FAMILIES = {
     "ulira-proposed": ["n_shadows", "retrain_norm", "hf_variant", "hf_curvature", "hf_damping"],
     # <results_dir>/MIAU-* and MIAL-* result files (also keyed by train, forget and every method)
     "mia": ["attack_model", "method", "n_shadows", "fix_variance", "n_nonmembers"],
+    # <results_dir>/eva-* result files (also keyed by train, forget and every method)
+    "eva": ["proposed_rows"],
 }
 METHODS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad", "Floor"]
 
@@ -89,6 +91,7 @@ FLAGS = {
     "hf_variant": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "hf_curvature": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "hf_damping": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
+    "proposed_rows": keys("eva"),
     "epsilon": keys("Proposed_noise"), "delta": keys("Proposed_noise"), "std": keys("Proposed_noise"),
     "rho": keys("Proposed_noise"),
     "noise_seed": keys("Proposed_noise"),
@@ -116,7 +119,8 @@ FLAGS = {
 
 # Flags added after files keyed without them existed: at these values they are left out of
 # every key, so those files (computed with exactly these values) stay valid.
-KEYED_WHEN_CHANGED = {"hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0}
+KEYED_WHEN_CHANGED = {"hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0,
+                      "proposed_rows": None}
 
 
 def keyed(flags, args):

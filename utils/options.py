@@ -63,6 +63,9 @@ def build_parser():
     g("--hf_curvature", choices=["hessian", "ggn"], default="hessian",
       help="curvature in J_t: the mini-batch loss Hessian (paper) or the generalised Gauss-Newton matrix")
     g("--hf_damping", type=float, default=0.0, help="kappa >= 0: the recursion contracts with I - eta_t (J_t + kappa I)")
+    g("--proposed_rows", default=None,
+      help="main_eva.py: comma-separated Proposed variants to show as rows, each a '+'-joined label "
+           "(e.g. 'paper,authors,ggn+kappa=0.1'; default: the one these flags select)")
 
     g = p.add_argument_group("certified release", "main_proposed.py --application").add_argument
     g("--application", action="store_true", help="add certified Gaussian noise to the unlearned model")
@@ -108,6 +111,29 @@ def build_parser():
     g("--json", action="store_true", help="print the final summary as one JSON object on stdout")
     g("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def parse_hf_label(text):
+    """'authors+ggn+kappa=0.1' -> {'hf_variant': 'authors', 'hf_curvature': 'ggn', 'hf_damping': 0.1}
+    (the flags a Proposed row label stands for; 'paper' alone is the default recursion);
+    InputError naming --proposed_rows on anything else."""
+    out = {"hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0}
+    for token in text.split("+"):
+        if token in HF_VARIANTS:
+            out["hf_variant"] = token
+        elif token in ("hessian", "ggn"):
+            out["hf_curvature"] = token
+        elif token.startswith("kappa="):
+            try:
+                out["hf_damping"] = float(token[len("kappa="):])
+            except ValueError:
+                out["hf_damping"] = -1.0
+            if not (math.isfinite(out["hf_damping"]) and out["hf_damping"] >= 0):
+                raise InputError(f"--proposed_rows: {token!r} needs a non-negative number")
+        else:
+            raise InputError(f"--proposed_rows: unknown part {token!r} of {text!r}; use variants "
+                             f"({', '.join(HF_VARIANTS)}), 'hessian' or 'ggn', and 'kappa=<number>', joined by '+'")
+    return out
 
 
 def parse_indices(flag, text):
@@ -223,6 +249,12 @@ def validate(args):
         check_in_range("--hf_candidates", args.hf_candidate_list, args.num_dataset)
         if args.forget_list is not None:
             check_candidates_cover(args, args.forget_list)
+    args.proposed_row_flags = None
+    if args.proposed_rows is not None:
+        labels = [x for x in args.proposed_rows.split(",") if x.strip()]
+        if not labels:
+            raise InputError("--proposed_rows: expected at least one label, e.g. 'paper,authors'")
+        args.proposed_row_flags = [parse_hf_label(x.strip()) for x in labels]
     for name in DIRECTORY_FLAGS:
         check_directory(name, getattr(args, name))
     args.num_classes = info["classes"]

@@ -19,7 +19,7 @@ import time
 import torch
 
 from utils import artifacts
-from utils.hf import check_replay, recursion
+from utils.hf import HFConfig, check_replay, recursion
 from utils.train import unpack_schedule
 
 
@@ -53,7 +53,7 @@ class Replay:
                                        self.exp.sgd_config, rows, a.retrain_norm,
                                        mem_budget_mb=a.mem_budget_mb,
                                        rho_iters=2 if self.rho_t is None else 0,
-                                       progress=not a.quiet, summed=summed)
+                                       progress=not a.quiet, summed=summed, hf=HFConfig.from_args(a))
         check_replay(w_replay, self.w_T, self.exp)
         if self.rho_t is None:
             self.rho_t = rho_t

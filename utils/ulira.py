@@ -141,15 +141,8 @@ def shadow_setup(exp, keep_k, U, seed):
 def replay_unlearn(exp, w0, X, y, schedule, rows, hf):
     """(w_T, w_T + sum_{u in rows} a_u): one replay of training with the summed recursion."""
     a = exp.args
-    kwargs = {} if hf.is_paper else {"hf": hf}     # the variants need recursion(hf=...)
-    try:
-        w_T, A, _ = recursion(exp.fm, w0, X, y, schedule, exp.sgd_config, rows, a.retrain_norm,
-                              mem_budget_mb=a.mem_budget_mb, rho_iters=0, summed=True, **kwargs)
-    except TypeError as e:
-        if "hf" not in str(e):
-            raise
-        raise InputError(f"--hf_variant/--hf_curvature/--hf_damping: this checkout's recursion has no "
-                         f"variants ({e})") from None
+    w_T, A, _ = recursion(exp.fm, w0, X, y, schedule, exp.sgd_config, rows, a.retrain_norm,
+                          mem_budget_mb=a.mem_budget_mb, rho_iters=0, summed=True, hf=hf)
     return w_T, (w_T + A[0] if len(rows) else w_T.clone())
 
 
@@ -224,7 +217,7 @@ def _cached_or_computed(exp, K, progress, base_path, prop_path):
     if prop is None:
         prop = {"keep": keep_t, "Proposed": new["Proposed"], "Proposed_s": secs["Proposed_s"]}
         artifacts.save_tensors(prop_path, prop)
-        artifacts.write_json(prop_path[:-3] + ".json", dict(record, hf=hf.label or "paper",
+        artifacts.write_json(prop_path[:-3] + ".json", dict(record, hf=hf.label,
                                                             retrain_norm=a.retrain_norm, seconds=seconds))
     return dict(base, **prop), seconds
 

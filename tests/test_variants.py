@@ -1,0 +1,153 @@
+"""Research variants of the recursion (--hf_variant, --hf_curvature, --hf_damping): each
+against a dense-matrix reference of that same variant, the Gauss-Newton product against
+explicit Jacobians, and the default untouched."""
+import pytest
+import torch
+
+from helpers import WINE, run_script
+from test_hf import tiny
+from utils.hf import HFConfig, recursion
+from utils.hvp import GGNProduct, TorchFuncHVP, step_jacobian
+from utils.options import HF_VARIANTS, parse_args, parse_hf_label
+from utils.errors import InputError
+from utils.reference import dense_curvature, dense_recursion
+from utils.train import SGDConfig, make_schedule
+
+VARIANTS = [v for v in HF_VARIANTS if v != "paper"]
+
+
+@pytest.mark.parametrize("variant", HF_VARIANTS)
+def test_each_variant_equals_its_dense_reference(variant):
+    """Logistic model, closed form and torch.func engines; both normalisations, clipping
+    active and inactive, with and without damping."""
+    n, lam, lr, decay = 9, 0.02, 0.8, 0.98
+    fm, w0, X, y = tiny("logistic", "wine", (13,), n, seed=4)
+    schedule = make_schedule(n, 4, 3, seed=2)
+    rows = torch.tensor([1, 4, 8])
+    for norm, clip, damping in [("batch", 100.0, 0.0), ("mean", 0.4, 0.0), ("mean", 100.0, 0.3)]:
+        hf = HFConfig(variant, "hessian", damping)
+        cfg = SGDConfig(lr, decay, clip, lam)
+        w, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, norm, hf)
+        assert ref.norm() > 1e-3
+        for engine in ("closed", "vjp"):
+            w_T, A, _ = recursion(fm, w0, X, y, schedule, cfg, rows, norm, engine, rho_iters=0, hf=hf)
+            torch.testing.assert_close(w_T, w)
+            torch.testing.assert_close(A, ref, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("hf", [HFConfig("authors", "ggn", 0.0), HFConfig("paper", "ggn", 0.2),
+                                HFConfig("sample_clip", "hessian", 0.0)])
+def test_mlp_variants_summed_equal_dense_reference(hf):
+    """A non-convex model (where the Gauss-Newton matrix is not the Hessian), summed rows,
+    mean normalisation and active clipping: the replay engine's configuration."""
+    n, lam, lr, decay = 8, 0.01, 0.6, 0.97
+    fm, w0, X, y = tiny("mlp", "wine", (13,), n, seed=11)
+    schedule = make_schedule(n, 4, 2, seed=5)
+    rows = torch.tensor([0, 3, 5])
+    cfg = SGDConfig(lr, decay, 0.3, lam)
+    _, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, "mean", hf)
+    for engine in ("layers", "vjp"):
+        _, S, _ = recursion(fm, w0, X, y, schedule, cfg, rows, "mean", engine, rho_iters=0, summed=True, hf=hf)
+        torch.testing.assert_close(S[0], ref.sum(0), rtol=1e-8, atol=1e-12)
+
+
+def test_ggn_product_equals_explicit_jacobians_and_is_psd():
+    fm, w, X, y = tiny("mlp", "wine", (13,), 7, seed=3)
+    w = w + 0.3 * torch.randn_like(w)
+    V = torch.randn(4, fm.d, dtype=torch.float64)
+    G = dense_curvature(fm, w, X, y, "ggn")
+    torch.testing.assert_close(GGNProduct(fm, w, X, len(y))(V), V @ G.T, rtol=1e-9, atol=1e-12)
+    assert torch.linalg.eigvalsh(G).min() > -1e-10
+    H = dense_curvature(fm, w, X, y, "hessian")
+    assert (G - H).norm() > 1e-3 * H.norm()            # not the Hessian on this network
+
+
+def test_ggn_is_the_hessian_for_logistic_regression():
+    fm, w, X, y = tiny("logistic", "wine", (13,), 11, seed=8)
+    w = w + torch.randn_like(w)
+    V = torch.randn(5, fm.d, dtype=torch.float64)
+    torch.testing.assert_close(GGNProduct(fm, w, X, len(y))(V), TorchFuncHVP(fm, w, X, y, len(y), "jvp")(V),
+                               rtol=1e-10, atol=1e-12)
+    g = torch.randn(fm.d, dtype=torch.float64)
+    closed = step_jacobian(fm, w, X, y, 0.1, g, 0.5, "closed", curvature="ggn").apply(V)
+    generic = step_jacobian(fm, w, X, y, 0.1, g, 0.5, "vjp", curvature="ggn").apply(V)
+    torch.testing.assert_close(closed, generic, rtol=1e-10, atol=1e-12)
+
+
+def test_damping_adds_kappa_to_the_operator_and_its_contraction():
+    fm, w, X, y = tiny("mlp", "wine", (13,), 6, seed=2)
+    g = torch.randn(fm.d, dtype=torch.float64)
+    V = torch.randn(3, fm.d, dtype=torch.float64)
+    for engine in ("layers", "vjp"):
+        plain = step_jacobian(fm, w, X, y, 0.1, g, 0.5, engine)
+        damped = step_jacobian(fm, w, X, y, 0.1, g, 0.5, engine, damping=0.7)
+        torch.testing.assert_close(damped.apply(V), plain.apply(V) + 0.7 * V)
+        A = V.clone()
+        damped.contract_(A, 0.2)
+        torch.testing.assert_close(A, V - 0.2 * (plain.apply(V) + 0.7 * V))
+    fm, w, X, y = tiny("logistic", "wine", (13,), 6, seed=2)
+    V = torch.randn(3, fm.d, dtype=torch.float64)
+    g = torch.randn(fm.d, dtype=torch.float64)
+    plain = step_jacobian(fm, w, X, y, 0.1, g, 0.5, "closed")
+    damped = step_jacobian(fm, w, X, y, 0.1, g, 0.5, "closed", damping=0.7)
+    A = damped.to_internal(V).contiguous()
+    damped.contract_(A, 0.2)
+    torch.testing.assert_close(damped.from_internal(A), V - 0.2 * (plain.apply(V) + 0.7 * V))
+
+
+def test_quirks_change_the_result_and_uncorrected_is_void_under_batch_norm():
+    n = 9
+    fm, w0, X, y = tiny("mlp", "wine", (13,), n, seed=6)
+    schedule = make_schedule(n, 4, 3, seed=3)
+    cfg = SGDConfig(0.5, 0.99, 0.3, 0.05)
+    rows = torch.arange(n)
+    paper = {norm: recursion(fm, w0, X, y, schedule, cfg, rows, norm, rho_iters=0)[1] for norm in ("batch", "mean")}
+    for variant in VARIANTS:
+        for norm in ("batch", "mean"):
+            A = recursion(fm, w0, X, y, schedule, cfg, rows, norm, rho_iters=0, hf=HFConfig(variant))[1]
+            if variant == "uncorrected" and norm == "batch":
+                assert torch.equal(A, paper[norm])
+            else:
+                assert (A - paper[norm]).norm() > 1e-4 * paper[norm].norm(), (variant, norm)
+
+
+def test_labels_round_trip_and_bad_labels_are_refused():
+    for hf in [HFConfig(), HFConfig("authors"), HFConfig("paper", "ggn", 0.1), HFConfig("inject_first", "ggn", 1.0)]:
+        assert HFConfig.from_flags(parse_hf_label(hf.label)) == hf
+    assert HFConfig().row_name == "Proposed" and HFConfig("authors").row_name == "Proposed[authors]"
+    for bad in ["author", "ggn+kappa=-1", "kappa=x", ""]:
+        with pytest.raises(InputError, match="--proposed_rows"):
+            parse_hf_label(bad)
+
+
+def test_default_flags_leave_every_key_as_it_was(tmp_path):
+    """Files keyed before the variant flags existed stay valid: the defaults are not hashed."""
+    from utils.experiment import Experiment
+    flags = WINE + ["--log_dir", str(tmp_path)]
+    base = Experiment(parse_args(flags))
+    explicit = Experiment(parse_args(flags + ["--hf_variant", "paper", "--hf_curvature", "hessian",
+                                              "--hf_damping", "0"]))
+    assert base.method_paths("Proposed") == explicit.method_paths("Proposed")
+    assert "hf_variant" not in base.method_config(["hf_variant", "retrain_norm"])
+    other = Experiment(parse_args(flags + ["--hf_variant", "authors"]))
+    assert other.method_paths("Proposed") != base.method_paths("Proposed")
+
+
+def test_eva_shows_each_variant_as_its_own_row(tmp_path):
+    """Two variants made by main_proposed, one table from main_eva, and a
+    missing variant named with the command that makes it."""
+    import json
+    flags = WINE + ["--epochs", "3", "--log_dir", str(tmp_path / "l"), "--results_dir", str(tmp_path / "r"),
+                    "--retrain_norm", "mean"]
+    run_script("main_retrain.py", *flags)
+    run_script("main_proposed.py", *flags)
+    run_script("main_proposed.py", *flags, "--hf_variant", "authors")
+    rows = json.loads(run_script("main_eva.py", *flags, "--proposed_rows", "paper,authors", "--json").stdout)
+    assert {"Proposed", "Proposed[authors]"} <= set(rows)
+    assert rows["Proposed"]["distance"] != rows["Proposed[authors]"]["distance"]
+    for name in ("Proposed", "Proposed[authors]"):
+        assert -1 <= rows[name]["alignment"] <= 1 and rows[name]["removed"] <= 1
+    assert rows["Original"]["removed"] is None and rows["Retrain"]["alignment"] is None
+    missing = run_script("main_eva.py", *flags, "--proposed_rows", "paper,ggn", check=False)
+    assert missing.returncode == 2
+    assert "main_proposed.py" in missing.stderr and "--hf_curvature ggn" in missing.stderr
