@@ -24,9 +24,10 @@ from utils.hf import HFConfig
 from utils.plots import roc_figure
 from utils.report import finish, info, table
 from utils.targets import results_base, write_report
-from utils.ulira import check_shadow_count, heldout_scores, shadow_models, summarise, target_scores
+from utils.ulira import (bootstrap_auc_sd, check_shadow_count, heldout_scores, pair_targets, shadow_models,
+                         summarise, target_scores)
 
-COLUMNS = ["method", "auc", "tpr_at_1fpr", "tpr_at_0.1fpr", "pairs", "seconds", "s_per_shadow"]
+COLUMNS = ["method", "auc", "auc_sd", "tpr_at_1fpr", "tpr_at_0.1fpr", "pairs", "seconds", "s_per_shadow"]
 
 
 def main(args):
@@ -41,15 +42,16 @@ def main(args):
     models, spent = shadow_models(exp, K, progress=True)
     phi = target_scores(exp, models)
     member = models["keep"].numpy()[:, exp.U.numpy()]
+    targets = pair_targets(member)
     rows, curves, results = [], {}, {}
     for name, key in (("Original", "Original"), ("Retrain", "Retrain_independent"), (proposed, "Proposed")):
         pos, neg = heldout_scores(phi[key], phi["Retrain"], member, args.fix_variance)
         r = summarise(pos, neg)
         curves[f"{name} (AUC {r['auc']:.3f})"] = r.pop("curve")
         secs = float(models[f"{key}_s"].sum())
-        results[name] = {"auc": r["auc"], "tpr_at_1fpr": r["tpr_at_0.01"], "tpr_at_0.1fpr": r["tpr_at_0.001"],
-                         "pairs": r["pairs"], "seconds": secs if secs > 0 else None,
-                         "s_per_shadow": secs / K if secs > 0 else None}
+        results[name] = {"auc": r["auc"], "auc_sd": bootstrap_auc_sd(pos, neg, targets),
+                         "tpr_at_1fpr": r["tpr_at_0.01"], "tpr_at_0.1fpr": r["tpr_at_0.001"], "pairs": r["pairs"],
+                         "seconds": secs if secs > 0 else None, "s_per_shadow": secs / K if secs > 0 else None}
         rows.append(dict(method=name, **results[name]))
 
     config = {"test": "ULIRA", "n_shadows": K, "fix_variance": args.fix_variance, "retrain_norm": args.retrain_norm,
@@ -65,7 +67,8 @@ def main(args):
         f"shadows: {'cached' if spent == 0 else f'computed in {spent:.1f}s'}; seconds = time spent making that "
         f"method's K shadow models (Original: inside Proposed's replay, '-'); Proposed: replay mode, one replay "
         f"per shadow; Retrain: an independent exact retrain from a fresh seed (the null: AUC ~0.5 up to noise)",
-        f"FPR resolution: 1/{pairs} (TPR at FPR below it is the TPR at FPR 0)",
+        f"FPR resolution: 1/{pairs} (TPR at FPR below it is the TPR at FPR 0); auc_sd: bootstrap over the "
+        f"targets",
         table(rows, COLUMNS), f"figure: {png}"])
     write_report(exp, base, config, results, png, text)
     finish(results, args.json, text + f"\nwritten: {base}.txt, .json")

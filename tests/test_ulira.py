@@ -17,7 +17,7 @@ from utils.experiment import Experiment
 from utils.lira import shadow_seed
 from utils.options import parse_args
 from utils.train import sgd
-from utils.ulira import cache_paths, check_shadow_count, gaussian_fit, heldout_scores, shadow_setup, summarise
+from utils.ulira import bootstrap_auc_sd, cache_paths, check_shadow_count, pair_targets, gaussian_fit, heldout_scores, shadow_setup, summarise
 
 # Wine logistic regression, full-batch steps (one per epoch), large lr, little regularisation:
 # members are visible, so the Original row is clearly above the Retrain row (the test has
@@ -82,6 +82,25 @@ def test_summary_matches_pair_counting():
     for alpha in (0.01, 0.001):
         tpr = max(np.mean(pos >= t) for t in np.r_[pos, neg, np.inf] if np.mean(neg >= t) <= alpha)
         assert r[f"tpr_at_{alpha:g}"] == pytest.approx(tpr)
+
+
+def test_pair_targets_follow_the_pair_order():
+    rng = np.random.default_rng(3)
+    member = balanced_member(6, 5, rng)
+    expected = [u for k in range(6) for u in range(5) if member[k, u]]
+    assert pair_targets(member).tolist() == expected
+
+
+def test_bootstrap_sd_of_the_auc():
+    """Independent pairs: close to the Hanley-McNeil standard error; separable: zero."""
+    rng = np.random.default_rng(4)
+    n = 400
+    pos, neg = rng.normal(0.6, 1, n), rng.normal(0, 1, n)
+    A = summarise(pos, neg)["auc"]
+    q1, q2 = A / (2 - A), 2 * A * A / (1 + A)
+    se = math.sqrt((A * (1 - A) + (n - 1) * (q1 - A * A) + (n - 1) * (q2 - A * A)) / (n * n))
+    assert bootstrap_auc_sd(pos, neg, np.arange(n)) == pytest.approx(se, rel=0.3)
+    assert bootstrap_auc_sd(np.ones(n), np.zeros(n), np.arange(n) // 4) == 0
 
 
 def test_calibration_on_synthetic_shadows():

@@ -27,7 +27,8 @@ and held-out shadow k (leave-one-shadow-out: the Gaussians never see the models 
 
 Every pair (k, u) with u in D_k gives a positive, Lambda(M_k), and a negative,
 Lambda(Retrain_k). AUC and TPR at 1% / 0.1% FPR over all pairs say how well M's models
-are told apart from retrained ones: 0.5 / alpha is indistinguishable. Retrain'_k has the
+are told apart from retrained ones: 0.5 / alpha is indistinguishable. The AUC's standard
+deviation is bootstrapped over the targets (a target's pairs are resampled together). Retrain'_k has the
 law of Retrain_k, so the Retrain row is ~0.5 up to the test's own noise.
 """
 import os
@@ -52,6 +53,7 @@ KEEP_SEED_OFFSET = 27644437        # the shadows' keep masks: decorrelated from 
 INDEPENDENT_OFFSET = 100_000       # shadow index offset of the independent retrains' seeds
 ALPHAS = (0.01, 0.001)
 MIN_SHADOWS = 6                    # leave-one-out keeps >= 2 alternative scores per target
+BOOTSTRAP_REPS = 200               # resamplings of the targets for the AUC's standard deviation
 
 
 # ---------------------------------------------------------------------- the test
@@ -99,6 +101,26 @@ def heldout_scores(phi_method, phi_null, member, fix_variance=False):
         pos.append(lam(phi_method[k, sel]))
         neg.append(lam(phi_null[k, sel]))
     return np.concatenate(pos), np.concatenate(neg)
+
+
+def pair_targets(member):
+    """Target index of every pair, in ``heldout_scores``' order (shadow by shadow, targets ascending)."""
+    return np.nonzero(np.asarray(member, dtype=bool))[1]
+
+
+def bootstrap_auc_sd(pos, neg, targets, reps=BOOTSTRAP_REPS, seed=0):
+    """Standard deviation of the AUC over ``reps`` resamplings of the targets with replacement
+    (all pairs of a drawn target come along: a target's pairs are not independent)."""
+    from sklearn.metrics import roc_auc_score
+    targets = np.asarray(targets)
+    ids = np.unique(targets)
+    rows = [np.flatnonzero(targets == t) for t in ids]
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(reps):
+        idx = np.concatenate([rows[i] for i in rng.integers(0, len(ids), len(ids))])
+        aucs.append(roc_auc_score(np.r_[np.ones(len(idx)), np.zeros(len(idx))], np.r_[pos[idx], neg[idx]]))
+    return float(np.std(aucs, ddof=1))
 
 
 def summarise(pos, neg, alphas=ALPHAS):
