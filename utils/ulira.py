@@ -42,6 +42,7 @@ from tqdm import tqdm
 from models import build_model
 from utils import artifacts, keys
 from utils.errors import InputError
+from utils.finite import require_finite
 from utils.functional import FlatModel
 from utils.hf import HFConfig, recursion
 from utils.lira import STD_FLOOR, keep_masks, model_scores, shadow_seed
@@ -165,7 +166,8 @@ def replay_unlearn(exp, w0, X, y, schedule, rows, hf):
     a = exp.args
     w_T, A, _ = recursion(exp.fm, w0, X, y, schedule, exp.sgd_config, rows, a.retrain_norm,
                           mem_budget_mb=a.mem_budget_mb, rho_iters=0, summed=True, hf=hf)
-    return w_T, (w_T + A[0] if len(rows) else w_T.clone())
+    w_P = w_T + A[0] if len(rows) else w_T.clone()
+    return w_T, require_finite(w_P, "a U-LiRA shadow's Proposed model", "lower --lr")
 
 
 def shadow_models(exp, K, progress=True):
