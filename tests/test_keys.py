@@ -15,6 +15,7 @@ from utils.experiment import METHOD_FLAGS, Experiment
 from utils.hf import BANK_FLAGS, bank_dir, candidate_rows
 from utils.options import build_parser, parse_args, parse_indices
 from utils.targets import results_base
+from utils.ulira import cache_paths as ulira_cache_paths
 
 # classified here, defined by parsers of other branches (tolerated while absent)
 ADDED_ELSEWHERE = {"dist_timeout", "floor", "noise_seeds"}
@@ -73,6 +74,7 @@ def stored_paths(exp):
             "ij-factor": exp.cache_path("ij-factor", keys.FAMILIES["ij-factor"]),
             "lira-shadows": exp.cache_path("lira-shadows", keys.FAMILIES["lira-shadows"], {"pool": "P"})}
     logs.update({m: exp.method_paths(m)[0] for m in keys.METHODS})
+    logs["ulira-shadows"], logs["ulira-proposed"] = ulira_cache_paths(exp)
     out = {k: os.path.relpath(p, a.log_dir) for k, p in logs.items()}
     out["mia"] = os.path.relpath(results_base(exp, "MIAU", {}), a.results_dir)
     out["eva"] = os.path.relpath(result_base(exp), a.results_dir)

@@ -41,6 +41,9 @@ FAMILIES = {
     "hessian": [],
     "ij-factor": ["damping_factor", "hessian_solver"],
     "lira-shadows": ["n_shadows"],
+    # U-LiRA shadows (Original, Retrain, independent Retrain) and their Proposed unlearning
+    "ulira-shadows": ["n_shadows", "retrain_norm"],
+    "ulira-proposed": ["n_shadows", "retrain_norm", "hf_variant", "hf_curvature", "hf_damping"],
     # <results_dir>/MIAU-* and MIAL-* result files (also keyed by train, forget and every method)
     "mia": ["attack_model", "method", "n_shadows", "fix_variance", "n_nonmembers"],
     # <results_dir>/eva-* result files (also keyed by train, forget and every method)
@@ -54,6 +57,8 @@ DERIVED = {
     "forget": {"U": ["num_forget", "forget_indices", "seed"], "test": ["data_dir", "test_train_rate"]},
     "hfbank": {"candidates": ["hf_candidates"]},
     "lira-shadows": {"pool": ["n_nonmembers", "data_dir"]},
+    "ulira-shadows": {"U": ["num_forget", "forget_indices", "seed"]},
+    "ulira-proposed": {"U": ["num_forget", "forget_indices", "seed"]},
 }
 
 
@@ -67,22 +72,25 @@ def nothing(why):
 
 # Every parser flag. Flags named here that a parser does not (yet) define are allowed.
 FLAGS = {
-    "epochs": keys("train"), "lr": keys("train"), "lr_decay": keys("train"), "seed": keys("train", "forget"),
+    "epochs": keys("train"), "lr": keys("train"), "lr_decay": keys("train"),
+    "seed": keys("train", "forget", "ulira-shadows", "ulira-proposed"),
     "clip": keys("train"), "regularization": keys("train"), "model": keys("train"),
     "dataset": keys("train"), "batch_size": keys("train"), "num_dataset": keys("train"),
     "reshuffle": keys("train"), "pretrained": keys("train"),
     "data_dir": keys("train", "forget", "lira-shadows"),
     "gpu": keys("train"),
     "test_train_rate": keys("forget"),
-    "num_forget": keys("forget"), "forget_indices": keys("forget"),
-    "retrain_norm": keys("Retrain", "Proposed", "Proposed_noise", "hfbank", "Floor"),
+    "num_forget": keys("forget", "ulira-shadows", "ulira-proposed"),
+    "forget_indices": keys("forget", "ulira-shadows", "ulira-proposed"),
+    "retrain_norm": keys("Retrain", "Proposed", "Proposed_noise", "hfbank", "Floor", "ulira-shadows",
+                         "ulira-proposed"),
     "batch_unlearn": keys("Proposed", "Proposed_noise"),
     "bank_dtype": keys("Proposed", "Proposed_noise", "hfbank"),
     "hf_mode": keys("Proposed", "Proposed_noise"),
     "hf_candidates": keys("Proposed", "Proposed_noise", "hfbank"),
-    "hf_variant": keys("Proposed", "Proposed_noise", "hfbank"),
-    "hf_curvature": keys("Proposed", "Proposed_noise", "hfbank"),
-    "hf_damping": keys("Proposed", "Proposed_noise", "hfbank"),
+    "hf_variant": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
+    "hf_curvature": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
+    "hf_damping": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "proposed_rows": keys("eva"),
     "epsilon": keys("Proposed_noise"), "delta": keys("Proposed_noise"), "std": keys("Proposed_noise"),
     "rho": keys("Proposed_noise"),
@@ -94,7 +102,8 @@ FLAGS = {
     "finetune_epochs": keys("Finetune"),
     "neggrad_epochs": keys("NegGrad"), "neggrad_batch": keys("NegGrad"), "neggrad_lr_scale": keys("NegGrad"),
     "attack_model": keys("mia"), "method": keys("mia"), "fix_variance": keys("mia"),
-    "n_shadows": keys("lira-shadows", "mia"), "n_nonmembers": keys("lira-shadows", "mia"),
+    "n_shadows": keys("lira-shadows", "mia", "ulira-shadows", "ulira-proposed"),
+    "n_nonmembers": keys("lira-shadows", "mia"),
     "application": nothing("selects whether Proposed_noise is made; that file is keyed by the noise flags"),
     "mem_budget_mb": nothing("only how Hessian-vector products are chunked; the same products"),
     "bs": nothing("evaluation batch size: the same accuracies and losses"),
