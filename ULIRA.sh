@@ -3,8 +3,9 @@
 # method's unlearned models from retrained ones? MNIST logistic (m=50) and MNIST cnn (m=10),
 # seed 42, 16 shadows; rows Original (upper reference), Retrain (independent retrain: the
 # null, AUC ~0.5) and Proposed in replay mode (one replay per shadow).
-# SHADOWS=K overrides the number of shadows; VARIANTS="paper authors ..." runs Proposed with
-# each --hf_variant (the Original and Retrain shadows are cached and shared); CNN=0 skips the
+# SHADOWS=K overrides the number of shadows; VARIANTS="paper authors ggn+kappa=0.1 ..." runs
+# Proposed in each variant (labels as in sweeps/common.sh; the Original and Retrain shadows are
+# cached and shared); CNN=0 skips the
 # cnn (about 16 x 3 trainings of it). QUICK=1: Wine logistic, full-batch, 30 epochs, m=40,
 # 6 shadows (about 30 s; tests/test_ulira.py runs it).
 SWEEP=ULIRA
@@ -23,8 +24,9 @@ fi
 
 for setting in "${SETTINGS[@]}"; do
     read -r -a F <<< "$setting"
-    for variant in $VARIANTS; do
-        run main_ULIRA.py "${F[@]}" --seed 42 --n_shadows "$SHADOWS" --hf_variant "$variant"
+    for label in $VARIANTS; do
+        mapfile -t vflags < <(variant_flags "$label")
+        run main_ULIRA.py "${F[@]}" --seed 42 --n_shadows "$SHADOWS" ${vflags[@]+"${vflags[@]}"}
     done
 done
 for txt in "$RESULTS_DIR"/ULIRA-*.txt; do echo "== $txt" >&2; cat "$txt" >&2; done
