@@ -1,13 +1,14 @@
 """One Markdown table per setting with the methods as rows, from a sweep's aggregate.
 
-    python3 -m tools.method_table --results_dir results/Wine-variants
+    python3 -m tools.method_table --results_dir results/Wine-variants [--figure fig.png]
 
 Reads ``<results_dir>/eva_summary.csv`` (written by ``main_eva.py --aggregate`` at the end of
 every sweep) and prints, for each (dataset, model, n, m), every method's distance to Retrain
 (mean ± std over seeds, and mean distance / mean floor), the fraction of Original's distance
 it removes, its alignment with Retrain's direction and its test accuracy: the form in which
 docs/results.md compares the variants of Proposed (``VARIANTS=...``) with Original, Retrain
-and the floor.
+and the floor. ``--figure`` also draws, per setting, each method's removed against its
+alignment (mean over seeds, one marker per method).
 """
 import argparse
 import csv
@@ -49,16 +50,39 @@ def markdown(rows):
     return "\n".join(out)
 
 
+def figure(rows, path):
+    """Removed against alignment, one marker per method, one panel per setting (PNG)."""
+    from utils.plots import plt, save_figure
+    settings = {}
+    for r in rows:
+        if r.get("removed_mean") and r.get("alignment_mean"):
+            key = f"{r['dataset']}/{r['model']} n={r['num_dataset']} m={r['num_forget']}"
+            settings.setdefault(key, []).append(r)
+    fig, axes = plt.subplots(1, max(1, len(settings)), figsize=(4.2 * max(1, len(settings)), 3.8), squeeze=False)
+    for ax, (title, group) in zip(axes[0], sorted(settings.items())):
+        for i, r in enumerate(group):
+            ax.scatter(float(r["alignment_mean"]), float(r["removed_mean"]), label=r["method"], s=45,
+                       marker="osD^vP*X"[i % 8], alpha=0.8)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(title=title, xlabel="alignment cos(w - w_T, w_Retrain - w_T)", ylabel="removed")
+        ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results_dir", required=True, help="a sweep's results folder")
+    p.add_argument("--figure", default=None, help="also write removed against alignment to this PNG")
     args = p.parse_args(argv)
     path = os.path.join(args.results_dir, "eva_summary.csv")
     if not os.path.isfile(path):
         sys.exit(f"error: no {path}; run the sweep (or main_eva.py --aggregate --results_dir "
                  f"{args.results_dir}) first")
     with open(path) as f:
-        print(markdown(list(csv.DictReader(f))))
+        rows = list(csv.DictReader(f))
+    print(markdown(rows))
+    if args.figure:
+        print(f"figure: {figure(rows, args.figure)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
