@@ -266,7 +266,10 @@ def test_ctrl_c_stops_a_script_in_one_line(tmp_path):
     """SIGINT while the original model trains: exit 130, one line, no traceback, nothing written."""
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "main_retrain.py"), *FAST, "--epochs", "20000",
                              *dirs_of(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, HFU_OFFLINE="1"))
+                            text=True, env=dict(os.environ, HFU_OFFLINE="1"),
+                            # as from a terminal: SIGINT at its default even when the runner was
+                            # started in the background (which passes SIGINT ignored)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = proc.stderr.readline()            # printed once the data is loaded, before training
     assert first.startswith("data: "), first
     proc.send_signal(signal.SIGINT)
