@@ -25,7 +25,7 @@ fi
 for setting in "${SETTINGS[@]}"; do
     read -r -a F <<< "$setting"
     for label in $VARIANTS; do
-        mapfile -t vflags < <(variant_flags "$label")
+        vflags=(); mapfile -t vflags < <(variant_flags "$label") && wait $! || exit 2
         run main_ULIRA.py "${F[@]}" --seed 42 --n_shadows "$SHADOWS" ${vflags[@]+"${vflags[@]}"}
     done
 done

@@ -105,19 +105,10 @@ run() {
     PARTIAL=""
 }
 
-# The flags of a Proposed row label (VARIANTS), one per line; none for 'paper'.
+# The flags of a Proposed row label (VARIANTS), one per line; none for 'paper'
+# (parsed by utils.options, which refuses an unknown label in one line).
 variant_flags() {  # LABEL
-    local part variant=paper curvature=hessian damping=0 parts
-    IFS=+ read -r -a parts <<< "$1"
-    for part in "${parts[@]}"; do
-        case "$part" in
-            hessian|ggn) curvature=$part ;;
-            kappa=*) damping=${part#kappa=} ;;
-            *) variant=$part ;;
-        esac
-    done
-    [ "$1" = "paper" ] && return 0
-    printf '%s\n' --hf_variant "$variant" --hf_curvature "$curvature" --hf_damping "$damping"
+    python3 -m utils.options "$1"
 }
 
 # `unlearn_and_evaluate FLAGS...`: Retrain, Proposed for each label of VARIANTS (with
@@ -128,7 +119,7 @@ unlearn_and_evaluate() {
     [ "${APPLICATION:-0}" = "1" ] && cert=(--application)
     run main_retrain.py "$@"
     for label in ${VARIANTS:-paper}; do
-        mapfile -t vflags < <(variant_flags "$label")
+        vflags=(); mapfile -t vflags < <(variant_flags "$label") && wait $! || exit 2
         run main_proposed.py "$@" ${vflags[@]+"${vflags[@]}"} ${cert[@]+"${cert[@]}"}
     done
     if [ "${SECOND_ORDER:-1}" = "1" ]; then

@@ -311,3 +311,16 @@ def parse_args(argv=None, parser=None):
         return validate(args)
     except InputError as e:
         fail(str(e))
+
+
+if __name__ == "__main__":
+    # `python3 -m utils.options LABEL`: the flags of a Proposed row label, one per line (none
+    # for 'paper'); the sweeps' VARIANTS read labels through this one parser.
+    import sys
+    try:
+        label_flags = parse_hf_label(sys.argv[1])
+    except InputError as e:
+        fail(str(e))
+    if sys.argv[1] != "paper":
+        for flag, value in label_flags.items():
+            print(f"--{flag}\n{value:g}" if isinstance(value, float) else f"--{flag}\n{value}")
