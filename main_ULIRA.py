@@ -20,7 +20,6 @@ if __name__ == "__main__":
 
 from utils.errors import InputError
 from utils.experiment import Experiment, run_main
-from utils.hf import HFConfig
 from utils.plots import roc_figure
 from utils.report import finish, info, table
 from utils.targets import results_base, write_report
@@ -36,7 +35,7 @@ def main(args):
     m, K = len(exp.U), args.n_shadows
     if m < 1:
         raise InputError("--num_forget: U-LiRA needs targets, m >= 1")
-    proposed = HFConfig.from_args(args).row_name
+    proposed = exp.unlearn.hf.row_name
     info(f"U-LiRA: {K} shadows on halves of the n={exp.n} training samples, m={m} targets (the forget set); "
          f"data: {exp.data.source}")
     models, spent = shadow_models(exp, K, progress=True)

@@ -25,18 +25,16 @@ from utils.options import check_candidates_cover, parse_args
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-import math
 import os
 import statistics
 
 import torch
 
-from utils.certify import analytic_gaussian_sigma, certified_epsilon, looseness, noise_draws, \
-    sensitivity_bound, spread
+from utils.certify import ReleaseConfig, certificate, certified_text, noised_releases
 from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
 from utils import distributed
 from utils.forget import forget_set
-from utils.hf import DTYPES, HFConfig, bank_dir, candidate_rows, check_memory_budget, precompute_bank
+from utils.hf import DTYPES, bank_dir, candidate_rows, check_memory_budget, precompute_bank
 from utils.bank import complete, shard_name
 from utils.distributed import shard_bounds
 from utils import resources
@@ -45,79 +43,6 @@ from utils.errors import InputError
 from utils.report import finish, info, table
 
 CHEAP_RETRAIN_MODELS = ("logistic", "mlp")
-RHO_MEASURED = "power iteration (a lower estimate of sup_t ||I - eta_t J_t||)"
-
-
-def certify(args, exp, engine):
-    """The record of --application: rho measured (or --rho), Delta bound, sigma, and the
-    epsilon that sigma certifies at --delta (None with the reason when nothing is certified)."""
-    rho = args.rho if args.rho is not None else engine.rho
-    T = len(exp.schedule)
-    Bs = math.ceil(exp.n / args.batch_size)
-    delta_bound = sensitivity_bound(args.lr, args.lr_decay, args.clip, T, Bs, len(exp.U),
-                                    args.batch_size, rho)
-    sigma = args.std if args.std > 0 else analytic_gaussian_sigma(args.epsilon, args.delta, delta_bound)
-    eps, why = certified_epsilon(sigma, args.delta, delta_bound)
-    return {"epsilon": args.epsilon, "delta": args.delta, "rho": rho,
-            "rho_measured": engine.rho, "sensitivity": delta_bound, "sigma": sigma,
-            "sigma_source": "--std" if args.std > 0 else "analytic Gaussian mechanism",
-            "rho_source": "--rho" if args.rho is not None else RHO_MEASURED,
-            "certified_epsilon": eps, "certified_epsilon_note": why,
-            "certificate_applies": HFConfig.from_args(args).is_paper}
-
-
-def noised_releases(args, exp, w, w_re, cert, common):
-    """Save the --noise_seeds K draws w + sigma z_k as Proposed_noise keyed by --noise_seed k;
-    return the record of draw --noise_seed, with the spread over the K draws."""
-    if not math.isfinite(cert["sigma"]):
-        raise InputError(f"--application: sigma is not finite (Delta {cert['sensitivity']:.4g}); "
-                         f"pass a finite --std or a smaller --rho")
-    realised = float((w - w_re).double().norm()) if w_re is not None else None
-    cert = dict(cert, **looseness(cert["sensitivity"], realised), noise_seeds=args.noise_seeds)
-    draws = []
-    for z in noise_draws(exp.fm.d, args.seed, args.noise_seeds, w.dtype):
-        w_k = w + cert["sigma"] * z.to(exp.device)
-        if not bool(torch.isfinite(w_k).all()):
-            raise InputError(f"--application: the noised release is not finite (Delta {cert['sensitivity']:.4g}, "
-                             f"sigma {cert['sigma']:.4g}); pass a finite --std or a smaller --rho")
-        metrics = exp.metrics(w_k)
-        if w_re is not None:
-            metrics["distance"] = float((w_k.double() - w_re.double()).norm())
-        draws.append((w_k, metrics))
-    keys = [k for k in ("test_acc", "forget_acc", "remain_acc", "test_loss", "distance") if k in draws[0][1]]
-    cert["noise_draws"] = {k: spread([m[k] for _, m in draws]) for k in keys}
-    chosen = args.noise_seed
-    try:
-        for k, (w_k, metrics) in enumerate(draws):
-            args.noise_seed = k                      # the draw index keys the saved model
-            metrics.update(common, **cert, noise_seed=k)
-            metrics["model"] = exp.save_method("Proposed_noise", w_k, metrics)
-    finally:
-        args.noise_seed = chosen
-    return draws[chosen][1]
-
-
-def certified_text(c):
-    """Human lines for the certified release: mechanism, certified epsilon, looseness, spread."""
-    eps = (f"{c['certified_epsilon']:.4g}" if c["certified_epsilon"] is not None
-           else f"infinite ({c['certified_epsilon_note']})")
-    lines = [f"certified noise: epsilon {c['epsilon']}, delta {c['delta']}, rho {c['rho']:.6f}, "
-             f"Delta {c['sensitivity']:.4g}, sigma {c['sigma']:.4g} ({c['sigma_source']}); "
-             f"certified epsilon at this sigma and delta: {eps}"]
-    if c["rho_source"] == RHO_MEASURED:
-        lines.append("note: rho is measured by power iteration, which can only underestimate the operator norm, "
-                     "so Delta and the certified epsilon are estimates, not a proof; --rho with a proven upper "
-                     "bound makes them rigorous")
-    if c["realised_distance"] is None:
-        lines.append(f"looseness: Delta {c['sensitivity']:.4g}; no Retrain model, so no realised distance")
-    else:
-        ratio = "-" if c["looseness_ratio"] is None else f"{c['looseness_ratio']:.4g}"
-        lines.append(f"looseness: Delta {c['sensitivity']:.4g} vs realised ||w_unlearned - w_retrain|| "
-                     f"{c['realised_distance']:.4g}: ratio {ratio}")
-    for k, s in c["noise_draws"].items():
-        lines.append(f"  {k} over {s['k']} noise draw(s): mean {s['mean']:.4f}, std {s['std']:.4f}, "
-                     f"min {s['min']:.4f}, max {s['max']:.4f}")
-    return "\n".join(lines)
 
 
 def reference_retrain(exp):
@@ -131,10 +56,10 @@ def reference_retrain(exp):
     return None, None
 
 
-def unlearner(args, exp, w_T, ctx):
+def unlearner(exp, w_T, ctx, measure_rho):
     """(bank or replay engine, seconds of precompute spent now, figures with what they cover)."""
-    if args.hf_mode == "replay":
-        engine = Replay(exp, w_T, measure_rho=args.application)
+    if exp.unlearn.mode == "replay":
+        engine = Replay(exp, w_T, measure_rho=measure_rho)
         return engine, 0.0, dict(precompute_s=0.0, storage_bytes=engine.storage_bytes,
                                  storage_covers="training record (w_0, w_T, schedule); no bank",
                                  bank_rows=0, candidates="requested only")
@@ -150,19 +75,20 @@ def unlearner(args, exp, w_T, ctx):
                                bank_dtype=m["bank_dtype"], precompute_world_size=m["world_size"])
 
 
-def check_outputs(args, exp, world):
+def check_outputs(exp, world):
     """Before any work: every directory this run writes to can be written, and the bank (when
     it is to be computed) fits in memory, and its shards fit the file-size limit and the free
     space. InputError naming the directory, file or flag otherwise."""
     d = exp.fm.d
     sizes = {exp.method_paths("Proposed")[0]: 4 * d + 4096}
     directories = [exp.forget_dir]
-    if args.hf_mode == "bank":
-        rows, cand_key = candidate_rows(args.hf_candidates, args.hf_candidate_list, exp.n, exp.U)
+    method = exp.unlearn
+    if method.mode == "bank":
+        rows, cand_key = candidate_rows(method.candidates, method.candidate_list, exp.n, exp.U)
         directory = bank_dir(exp, cand_key)
         if not complete(directory):
             directories.append(directory)
-            elt = DTYPES[args.bank_dtype].itemsize
+            elt = DTYPES[method.bank_dtype].itemsize
             lo, hi = max((shard_bounds(len(rows), r, world) for r in range(world)), key=lambda b: b[1] - b[0])
             sizes[os.path.join(directory, shard_name(lo, hi))] = (hi - lo) * d * elt + 4096
             # the recursion's rows in float32, their reordered copy, and the stored copy
@@ -174,8 +100,8 @@ def check_outputs(args, exp, world):
     exp.check_writable(directories, sizes)
 
 
-def precompute_note(args, seconds, figures):
-    if args.hf_mode == "replay":
+def precompute_note(mode, seconds, figures):
+    if mode == "replay":
         return "none: each request replays training"
     return f"{'cached' if seconds == 0 else 'now'}, {figures['precompute_world_size']} rank(s)"
 
@@ -186,12 +112,10 @@ def main(args):
     ctx = distributed.from_environment(use_cuda, args.dist_timeout)
     if ctx.distributed and args.hf_mode == "replay":
         raise InputError("--hf_mode replay runs in one process; launch it without torchrun")
-    if ctx.distributed and use_cuda:
-        args.gpu = ctx.local_rank
-    exp = Experiment(args)
+    exp = Experiment(args, gpu=ctx.local_rank if ctx.distributed and use_cuda else None)
     check_memory_budget(exp)
     if ctx.is_main:
-        check_outputs(args, exp, ctx.world)
+        check_outputs(exp, ctx.world)
     if ctx.is_main:
         info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, "
              f"steps={len(exp.schedule)}, device={exp.device}, ranks={ctx.world}")
@@ -199,7 +123,7 @@ def main(args):
     ctx.barrier()                         # rank 0 has trained and cached the original
     if not ctx.is_main:
         w_T, train_s = exp.original()
-    engine, precompute_s, figures = unlearner(args, exp, w_T, ctx)
+    engine, precompute_s, figures = unlearner(exp, w_T, ctx, args.application)
     if not ctx.is_main:
         ctx.close()
         return
@@ -209,10 +133,10 @@ def main(args):
     else:
         w, per_request = engine.unlearn_online(w_T, exp.U)
     unlearn_s = sum(per_request)
-    hf = HFConfig.from_args(args)
+    hf = exp.unlearn.hf
     common = dict(figures, precompute_s_now=precompute_s, hf_mode=args.hf_mode,
                   unlearn_s=unlearn_s, unlearn_median_s=statistics.median(per_request) if per_request else 0.0,
-                  rho=engine.rho, retrain_norm=args.retrain_norm,
+                  rho=engine.rho, retrain_norm=exp.unlearn.retrain_norm,
                   mode="batch" if args.batch_unlearn else "online", data_source=exp.data.source,
                   hf_label=hf.label, **hf.flags())
     if args.hf_mode == "bank":
@@ -229,13 +153,15 @@ def main(args):
         rows.append(dict(method=hf.row_name if name == "Proposed" else name, **metrics))
         summary[name] = metrics
     if args.application:
-        noisy = noised_releases(args, exp, w, w_re, certify(args, exp, engine), common)
+        release = ReleaseConfig.from_args(args)
+        cert = certificate(release, exp, args.batch_size, engine.rho, hf.is_paper)
+        noisy = noised_releases(release, exp, w, w_re, cert, common)
         rows.append(dict(method=f"Proposed_noise[{args.noise_seed}]", **noisy))
         summary["Proposed_noise"] = noisy
     cols = ["method", "distance", "test_acc", "forget_acc", "remain_acc", "test_loss"]
     text = table(rows, cols) + (
         f"\n{args.hf_mode} mode: precompute {common['precompute_s']:.2f}s "
-        f"({precompute_note(args, precompute_s, common)}), "
+        f"({precompute_note(args.hf_mode, precompute_s, common)}), "
         f"unlearn {unlearn_s * 1e3:.3f} ms total, median {common['unlearn_median_s'] * 1e3:.3f} ms/request "
         f"({common['mode']}), storage {common['storage_bytes'] / 2**20:.2f} MiB "
         f"[{common['storage_covers']}], rho {engine.rho:.6f}")

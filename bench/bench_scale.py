@@ -47,10 +47,9 @@ PRECISION = {
 
 
 def run_recursion(exp, rows, steps=None):
-    a = exp.args
     schedule = exp.schedule if steps is None else exp.schedule[:steps]
     start = time.perf_counter()
-    _, A, _ = recursion(exp.fm, exp.w0, exp.X, exp.y, schedule, exp.sgd_config, rows, a.retrain_norm, mem_budget_mb=a.mem_budget_mb, rho_iters=0)
+    _, A, _ = recursion(exp.fm, exp.w0, exp.X, exp.y, schedule, exp.sgd_config, rows, exp.unlearn, rho_iters=0)
     return A, time.perf_counter() - start
 
 

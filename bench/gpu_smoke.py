@@ -68,8 +68,7 @@ def run(opts, log_dir):
     a, dev = exp.args, exp.device
 
     def hf(rows, steps):
-        return recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule[:steps], exp.sgd_config, rows, a.retrain_norm, mem_budget_mb=a.mem_budget_mb,
-                         rho_iters=0)
+        return recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule[:steps], exp.sgd_config, rows, exp.unlearn, rho_iters=0)
 
     T = len(exp.schedule)
     (w_T, _), train_s = timed(dev, exp.original)

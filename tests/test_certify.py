@@ -11,6 +11,7 @@ from helpers import WINE, run_script
 from utils.certify import NOTHING_CERTIFIED, PowerIteration, analytic_gaussian_sigma, \
     certified_epsilon, geometric_quotient, log_gaussian_delta, sensitivity_bound
 from utils.hvp import _Jacobian
+from utils.train import SGDConfig
 
 
 def gaussian_delta(sigma, epsilon, sensitivity=1.0):
@@ -91,8 +92,9 @@ def test_geometric_quotient_and_bound():
     lr, g, c, T, Bs, m, B, rho = 0.05, 0.995, 5, 480, 32, 10, 32, 0.999
     explicit = (2 * lr ** 2 * c * (1 - g) * ((rho ** T - g ** T) / (rho - g) - (rho ** T - g ** (2 * T)) / (rho - g ** 2))
                 + 2 * lr * c * (m / B) * rho ** Bs * g ** Bs * (rho ** T - g ** T) / (rho ** Bs - g ** Bs))
-    assert sensitivity_bound(lr, g, c, T, Bs, m, B, rho) == pytest.approx(explicit, rel=1e-10)
-    assert sensitivity_bound(lr, g, c, T, Bs, 2 * m, B, rho) > sensitivity_bound(lr, g, c, T, Bs, m, B, rho)
+    cfg = SGDConfig(lr, g, c, 0.0)
+    assert sensitivity_bound(cfg, T, Bs, m, B, rho) == pytest.approx(explicit, rel=1e-10)
+    assert sensitivity_bound(cfg, T, Bs, 2 * m, B, rho) > sensitivity_bound(cfg, T, Bs, m, B, rho)
 
 
 class Dense(_Jacobian):

@@ -20,8 +20,7 @@ from tools.synthetic import write_celeba, write_cifar, write_jpg, write_lfw
 
 
 def args_for(dataset, data_dir, n, seed=0, rate=0.5):
-    return SimpleNamespace(dataset=dataset, data_dir=str(data_dir), num_dataset=n, seed=seed,
-                           test_train_rate=rate)
+    return dataset, str(data_dir), n, rate, seed
 
 
 def test_cifar_python_batches(tmp_path):
@@ -89,9 +88,9 @@ def test_tabular_standardised_on_train_pool(tmp_path):
 
 
 def test_seeded_subsets(tmp_path):
-    a = load_data(args_for("wine", tmp_path, 100, seed=3, rate=0.4))
-    b = load_data(args_for("wine", tmp_path, 100, seed=3, rate=0.4))
-    c = load_data(args_for("wine", tmp_path, 100, seed=4, rate=0.4))
+    a = load_data(*args_for("wine", tmp_path, 100, seed=3, rate=0.4))
+    b = load_data(*args_for("wine", tmp_path, 100, seed=3, rate=0.4))
+    c = load_data(*args_for("wine", tmp_path, 100, seed=4, rate=0.4))
     assert torch.equal(a.X_train, b.X_train) and torch.equal(a.y_test, b.y_test)
     assert not torch.equal(a.train_idx, c.train_idx)
     assert len(a.y_train) == 100 and len(a.y_test) == 36      # floor(0.4 * 100) = 40, capped at 36

@@ -8,6 +8,7 @@ from utils.experiment import Experiment
 from utils.functional import FlatModel, data_loss
 from utils.bank import Bank
 from utils.hf import injection, recursion
+from utils.hfconfig import UnlearnConfig
 from utils.options import parse_args
 from utils.reference import dense_recursion
 from utils.train import SGDConfig, clip_by_norm, make_schedule
@@ -62,9 +63,9 @@ def test_recursion_equals_dense_matrices():
     for norm in ("batch", "mean"):
         for clip in (100.0, 0.4):
             rows = torch.tensor([1, 4, 8])
-            w, ref = dense_recursion(fm, w0, X, y, schedule, SGDConfig(lr, decay, clip, lam), rows, norm)
+            w, ref = dense_recursion(fm, w0, X, y, schedule, SGDConfig(lr, decay, clip, lam), rows, UnlearnConfig(norm))
             for engine in ("closed", "layers", "vjp"):
-                w_T, A, _ = recursion(fm, w0, X, y, schedule, SGDConfig(lr, decay, clip, lam), rows, norm, engine,
+                w_T, A, _ = recursion(fm, w0, X, y, schedule, SGDConfig(lr, decay, clip, lam), rows, UnlearnConfig(norm), engine,
                                       rho_iters=0)
                 torch.testing.assert_close(w_T, w)
                 torch.testing.assert_close(A, ref, rtol=1e-8, atol=1e-12)
@@ -81,8 +82,8 @@ def test_summed_recursion_is_the_sum_of_the_rows():
     for norm in ("batch", "mean"):
         for clip in (100.0, 0.3):
             cfg = SGDConfig(lr, decay, clip, lam)
-            _, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, norm)
-            w_T, S, _ = recursion(fm, w0, X, y, schedule, cfg, rows, norm, rho_iters=0, summed=True)
+            _, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig(norm))
+            w_T, S, _ = recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig(norm), rho_iters=0, summed=True)
             assert S.shape == (1, fm.d)
             assert ref.sum(0).norm() > 1e-3
             torch.testing.assert_close(S[0], ref.sum(0), rtol=1e-8, atol=1e-12)
@@ -111,7 +112,7 @@ def test_online_equals_batch():
 
 def distances(flags, norm="batch"):
     exp = Experiment(parse_args(flags + ["--retrain_norm", norm]))
-    w_T, A, _ = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, exp.U, norm, rho_iters=0)
+    w_T, A, _ = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, exp.U, UnlearnConfig(norm), rho_iters=0)
     w_unl = w_T + A.sum(0)
     w_re = exp.retrain(progress=False)
     return float((w_unl - w_re).norm()), float((w_T - w_re).norm())

@@ -14,6 +14,7 @@ from helpers import ROOT, WINE
 from utils.experiment import Experiment
 from utils.functional import FlatModel
 from utils.hf import recursion
+from utils.hfconfig import UnlearnConfig
 from utils.errors import InputError
 from utils.linearity import S_VALUES, diagnose, table_rows, weighted_train
 from utils.options import parse_args
@@ -50,7 +51,7 @@ def test_residual_shrinks_like_s_squared_on_a_convex_model(dirs):
     exp = Experiment(parse_args(CONVEX + dirs))
     fm = FlatModel(copy.deepcopy(exp.fm.module).double())
     X, w0 = exp.X.double(), exp.w0.double()
-    w_T, A, _ = recursion(fm, w0, X, exp.y, exp.schedule, exp.sgd_config, exp.U, "batch", rho_iters=0)
+    w_T, A, _ = recursion(fm, w0, X, exp.y, exp.schedule, exp.sgd_config, exp.U, UnlearnConfig("batch"), rho_iters=0)
     runs = [(s, weighted_train(fm, w0, X, exp.y, exp.schedule, exp.sgd_config, exp.U, s)) for s in S_VALUES]
     rows = {r["s"]: r for r in table_rows(w_T, runs, A.sum(0))}
     assert 80 < rows[0.1]["residual"] / rows[0.01]["residual"] < 125

@@ -102,7 +102,7 @@ def test_pool_labels_stay_aligned_when_shuffled():
     still be the score of that sample under its own label, looked up independently."""
     args = parse_args(["--dataset", "wine", "--model", "mlp", "--num_dataset", "100", "--num_forget", "5",
                        "--gpu", "-1"])
-    data = load_data(args)
+    data = load_data(args.dataset, args.data_dir, args.num_dataset, args.test_train_rate, args.seed)
     pool = build_pool(data, n_nonmembers=60, seed=0, min_nonmembers=5, device=torch.device("cpu"))
     assert set(pool.split.tolist()) == {0, 1} and pool.member.sum() == 100 and len(pool) == 160
     torch.manual_seed(0)

@@ -6,7 +6,8 @@ import torch
 
 from helpers import WINE, run_script
 from test_hf import tiny
-from utils.hf import HFConfig, recursion
+from utils.hf import recursion
+from utils.hfconfig import HFConfig, UnlearnConfig
 from utils.hvp import GGNProduct, TorchFuncHVP, step_jacobian
 from utils.options import HF_VARIANTS, parse_args, parse_hf_label
 from utils.errors import InputError
@@ -27,10 +28,10 @@ def test_each_variant_equals_its_dense_reference(variant):
     for norm, clip, damping in [("batch", 100.0, 0.0), ("mean", 0.4, 0.0), ("mean", 100.0, 0.3)]:
         hf = HFConfig(variant, "hessian", damping)
         cfg = SGDConfig(lr, decay, clip, lam)
-        w, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, norm, hf)
+        w, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig(norm, hf=hf))
         assert ref.norm() > 1e-3
         for engine in ("closed", "vjp"):
-            w_T, A, _ = recursion(fm, w0, X, y, schedule, cfg, rows, norm, engine, rho_iters=0, hf=hf)
+            w_T, A, _ = recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig(norm, hf=hf), engine, rho_iters=0)
             torch.testing.assert_close(w_T, w)
             torch.testing.assert_close(A, ref, rtol=1e-8, atol=1e-12)
 
@@ -45,9 +46,9 @@ def test_mlp_variants_summed_equal_dense_reference(hf):
     schedule = make_schedule(n, 4, 2, seed=5)
     rows = torch.tensor([0, 3, 5])
     cfg = SGDConfig(lr, decay, 0.3, lam)
-    _, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, "mean", hf)
+    _, ref = dense_recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig("mean", hf=hf))
     for engine in ("layers", "vjp"):
-        _, S, _ = recursion(fm, w0, X, y, schedule, cfg, rows, "mean", engine, rho_iters=0, summed=True, hf=hf)
+        _, S, _ = recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig("mean", hf=hf), engine, rho_iters=0, summed=True)
         torch.testing.assert_close(S[0], ref.sum(0), rtol=1e-8, atol=1e-12)
 
 
@@ -101,10 +102,10 @@ def test_quirks_change_the_result_and_uncorrected_is_void_under_batch_norm():
     schedule = make_schedule(n, 4, 3, seed=3)
     cfg = SGDConfig(0.5, 0.99, 0.3, 0.05)
     rows = torch.arange(n)
-    paper = {norm: recursion(fm, w0, X, y, schedule, cfg, rows, norm, rho_iters=0)[1] for norm in ("batch", "mean")}
+    paper = {norm: recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig(norm), rho_iters=0)[1] for norm in ("batch", "mean")}
     for variant in VARIANTS:
         for norm in ("batch", "mean"):
-            A = recursion(fm, w0, X, y, schedule, cfg, rows, norm, rho_iters=0, hf=HFConfig(variant))[1]
+            A = recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig(norm, hf=HFConfig(variant)), rho_iters=0)[1]
             if variant == "uncorrected" and norm == "batch":
                 assert torch.equal(A, paper[norm])
             else:

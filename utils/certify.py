@@ -23,14 +23,22 @@
   the K noised models are summarised by mean, std (population), min and max.
 * rho: ||I - eta_t J_t||_2 by power iteration on M^T M (M = I - eta_t J_t), warm-started
   from the previous step's vector; the maximum over steps.
+* the release (``certificate``, ``noised_releases``, ``certified_text``): the record of
+  ``--application`` for one unlearned model, its K noised copies saved as Proposed_noise
+  (draw k keyed by --noise_seed k), and the human lines that report them.
 """
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from dp_accounting import get_sigma_gaussian
 from scipy.special import log_ndtr
 
+from utils.errors import InputError
+
 NOTHING_CERTIFIED = "nothing certified"
+RHO_MEASURED = "power iteration (a lower estimate of sup_t ||I - eta_t J_t||)"
 
 
 def analytic_gaussian_sigma(epsilon, delta, sensitivity=1.0):
@@ -107,8 +115,10 @@ def geometric_quotient(a, b, K):
     return sum(a ** k * b ** (K - 1 - k) for k in range(K))
 
 
-def sensitivity_bound(lr, gamma, clip, T, steps_per_epoch, m, batch_size, rho):
-    """The authors' bound Delta on ||w_unlearned - w_retrain|| (see module docstring)."""
+def sensitivity_bound(cfg, T, steps_per_epoch, m, batch_size, rho):
+    """The authors' bound Delta on ||w_unlearned - w_retrain|| (see module docstring), with
+    eta0, gamma and c from ``cfg`` (the training run's ``utils.train.SGDConfig``)."""
+    lr, gamma, clip = cfg.lr, cfg.lr_decay, cfg.clip
     first = 2 * lr ** 2 * clip * (1 - gamma) * (
         geometric_quotient(rho, gamma, T) - geometric_quotient(rho, gamma ** 2, T)
         if gamma != 1 else 0.0)
@@ -145,3 +155,93 @@ class PowerIteration:
     @property
     def rho(self):
         return max(self.per_step) if self.per_step else 1.0
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """The settings of ``--application``, built once from the flags: the target (epsilon,
+    delta), --std sigma (0: calibrate by the analytic Gaussian mechanism), --rho (None: the
+    measured rho), the seed of the noise generator (the training seed), --noise_seeds K draws
+    and the draw --noise_seed reported."""
+    epsilon: float
+    delta: float
+    std: float
+    rho: Optional[float]
+    seed: int
+    noise_seeds: int
+    noise_seed: int
+
+    @classmethod
+    def from_args(cls, args):
+        """From the parsed flags (``utils.options.parse_args``)."""
+        return cls(args.epsilon, args.delta, args.std, args.rho, args.seed, args.noise_seeds, args.noise_seed)
+
+
+def certificate(release, exp, batch_size, rho_measured, applies):
+    """The record of --application for ``exp`` (trained with mini-batches of ``batch_size``):
+    rho (--rho, else ``rho_measured``), the bound Delta (``sensitivity_bound``), sigma, and the
+    epsilon that sigma certifies at delta (None with the reason when nothing is certified);
+    ``applies``: whether Delta is established for the recursion run (the paper's)."""
+    rho = release.rho if release.rho is not None else rho_measured
+    T = len(exp.schedule)
+    Bs = math.ceil(exp.n / batch_size)
+    delta_bound = sensitivity_bound(exp.sgd_config, T, Bs, len(exp.U), batch_size, rho)
+    sigma = release.std if release.std > 0 else analytic_gaussian_sigma(release.epsilon, release.delta, delta_bound)
+    eps, why = certified_epsilon(sigma, release.delta, delta_bound)
+    return {"epsilon": release.epsilon, "delta": release.delta, "rho": rho,
+            "rho_measured": rho_measured, "sensitivity": delta_bound, "sigma": sigma,
+            "sigma_source": "--std" if release.std > 0 else "analytic Gaussian mechanism",
+            "rho_source": "--rho" if release.rho is not None else RHO_MEASURED,
+            "certified_epsilon": eps, "certified_epsilon_note": why,
+            "certificate_applies": applies}
+
+
+def noised_releases(release, exp, w, w_re, cert, common):
+    """Save the K draws w + sigma z_k (``noise_draws``) as Proposed_noise keyed by
+    --noise_seed k; return the record of draw ``release.noise_seed``, with the spread over
+    the K draws (and the distance to the Retrain model ``w_re`` when there is one)."""
+    if not math.isfinite(cert["sigma"]):
+        raise InputError(f"--application: sigma is not finite (Delta {cert['sensitivity']:.4g}); "
+                         f"pass a finite --std or a smaller --rho")
+    realised = float((w - w_re).double().norm()) if w_re is not None else None
+    cert = dict(cert, **looseness(cert["sensitivity"], realised), noise_seeds=release.noise_seeds)
+    draws = []
+    for z in noise_draws(exp.fm.d, release.seed, release.noise_seeds, w.dtype):
+        w_k = w + cert["sigma"] * z.to(exp.device)
+        if not bool(torch.isfinite(w_k).all()):
+            raise InputError(f"--application: the noised release is not finite (Delta {cert['sensitivity']:.4g}, "
+                             f"sigma {cert['sigma']:.4g}); pass a finite --std or a smaller --rho")
+        metrics = exp.metrics(w_k)
+        if w_re is not None:
+            metrics["distance"] = float((w_k.double() - w_re.double()).norm())
+        draws.append((w_k, metrics))
+    keys = [k for k in ("test_acc", "forget_acc", "remain_acc", "test_loss", "distance") if k in draws[0][1]]
+    cert["noise_draws"] = {k: spread([m[k] for _, m in draws]) for k in keys}
+    for k, (w_k, metrics) in enumerate(draws):
+        metrics.update(common, **cert, noise_seed=k)
+        # the draw index keys the saved model
+        metrics["model"] = exp.with_flags(noise_seed=k).save_method("Proposed_noise", w_k, metrics)
+    return draws[release.noise_seed][1]
+
+
+def certified_text(c):
+    """Human lines for the certified release: mechanism, certified epsilon, looseness, spread."""
+    eps = (f"{c['certified_epsilon']:.4g}" if c["certified_epsilon"] is not None
+           else f"infinite ({c['certified_epsilon_note']})")
+    lines = [f"certified noise: epsilon {c['epsilon']}, delta {c['delta']}, rho {c['rho']:.6f}, "
+             f"Delta {c['sensitivity']:.4g}, sigma {c['sigma']:.4g} ({c['sigma_source']}); "
+             f"certified epsilon at this sigma and delta: {eps}"]
+    if c["rho_source"] == RHO_MEASURED:
+        lines.append("note: rho is measured by power iteration, which can only underestimate the operator norm, "
+                     "so Delta and the certified epsilon are estimates, not a proof; --rho with a proven upper "
+                     "bound makes them rigorous")
+    if c["realised_distance"] is None:
+        lines.append(f"looseness: Delta {c['sensitivity']:.4g}; no Retrain model, so no realised distance")
+    else:
+        ratio = "-" if c["looseness_ratio"] is None else f"{c['looseness_ratio']:.4g}"
+        lines.append(f"looseness: Delta {c['sensitivity']:.4g} vs realised ||w_unlearned - w_retrain|| "
+                     f"{c['realised_distance']:.4g}: ratio {ratio}")
+    for k, s in c["noise_draws"].items():
+        lines.append(f"  {k} over {s['k']} noise draw(s): mean {s['mean']:.4f}, std {s['std']:.4f}, "
+                     f"min {s['min']:.4f}, max {s['max']:.4f}")
+    return "\n".join(lines)

@@ -477,19 +477,19 @@ def seeded_subset(size, k, seed):
     return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:k]
 
 
-def load_data(args):
-    """The n training and floor(test_train_rate * n) test samples of SPEC section 3."""
-    train, test, source = load_splits(args.dataset, args.data_dir)
-    classes = DATASETS[args.dataset]["classes"]
+def load_data(dataset, data_dir, n, test_train_rate, seed):
+    """The n training and floor(test_train_rate * n) test samples of SPEC section 3, the
+    subsets drawn from ``seed`` (the test subset from seed + 1)."""
+    train, test, source = load_splits(dataset, data_dir)
+    classes = DATASETS[dataset]["classes"]
     for split, name in ((train, "training"), (test, "test")):
-        check_labels(split.labels, classes, f"the {name} split of {args.dataset} ({source})")
-    n = args.num_dataset
+        check_labels(split.labels, classes, f"the {name} split of {dataset} ({source})")
     if n > len(train):
         raise InputError(f"--num_dataset: {n} exceeds the {len(train)} training samples available "
-                         f"for {args.dataset} ({source})")
-    n_test = min(int(args.test_train_rate * n), len(test))
-    train_idx = seeded_subset(len(train), n, args.seed)
-    test_idx = seeded_subset(len(test), n_test, args.seed + 1)
+                         f"for {dataset} ({source})")
+    n_test = min(int(test_train_rate * n), len(test))
+    train_idx = seeded_subset(len(train), n, seed)
+    test_idx = seeded_subset(len(test), n_test, seed + 1)
     return Data(X_train=train.fetch(train_idx), y_train=train.labels[train_idx],
                 X_test=test.fetch(test_idx), y_test=test.labels[test_idx],
                 train_idx=train_idx, test_idx=test_idx, source=source,

@@ -27,7 +27,7 @@ from utils.errors import InputError
 from utils.finite import distance
 from utils.provenance import provenance
 from utils.floor import RULE, WITHIN
-from utils.hf import HFConfig
+from utils.hfconfig import HFConfig
 from utils.report import table
 
 METRICS = ["distance", "floor", "floor_ratio", "removed", "alignment", "test_acc", "test_loss", "forget_acc", "remain_acc",
@@ -53,10 +53,10 @@ def setting_of(exp):
     cfg["forget_indices"] = exp.args.forget_list
     for flags in METHOD_FLAGS.values():
         cfg.update(exp.method_config(flags))
-    if exp.args.hf_candidate_list is not None:
+    if exp.unlearn.candidate_list is not None:
         # an explicit list is drawn per seed (a nested sweep's largest U); Proposed reads only
         # U's rows, so the setting records how many candidates, not which, and seeds pool
-        cfg["hf_candidates"] = f"{len(exp.args.hf_candidate_list)} explicit"
+        cfg["hf_candidates"] = f"{len(exp.unlearn.candidate_list)} explicit"
     return cfg
 
 
@@ -67,7 +67,7 @@ def proposed_models(exp):
     a = exp.args
     if a.proposed_row_flags is None:
         got = exp.load_method("Proposed")
-        return {} if got is None else {HFConfig.from_args(a).row_name: got}
+        return {} if got is None else {exp.unlearn.hf.row_name: got}
     out = {}
     for flags in a.proposed_row_flags:
         hf = HFConfig.from_flags(flags)

@@ -14,6 +14,7 @@ the device type and the initial weights; the forget key hashes U and the test te
 method key hashes the method's own flags (the table is ``utils.keys``). Two configurations
 never share a file and a rerun finds what an earlier one cached.
 """
+import argparse
 import copy
 import functools
 import os
@@ -27,6 +28,7 @@ from utils import artifacts, keys, resources
 from utils.data import load_data
 from utils.forget import forget_set
 from utils.functional import FlatModel, evaluate
+from utils.hfconfig import UnlearnConfig
 from utils.errors import InputError, fail, interrupted
 from utils.finite import distance, require_finite
 from utils.provenance import provenance
@@ -63,10 +65,11 @@ def select_device(gpu):
 class Experiment:
     """Loaded data, model and forget set for one set of parsed flags."""
 
-    def __init__(self, args):
+    def __init__(self, args, gpu=None):
+        """``gpu`` overrides --gpu (a torchrun rank's local device)."""
         self.args = args
-        self.device = select_device(args.gpu)
-        self.data = load_data(args)
+        self.device = select_device(args.gpu if gpu is None else gpu)
+        self.data = load_data(args.dataset, args.data_dir, args.num_dataset, args.test_train_rate, args.seed)
         torch.manual_seed(args.seed)
         self.fm = FlatModel(build_model(args.model, args.dataset, args.pretrained)).to(self.device)
         self.w0 = self.fm.initial_vector()
@@ -80,6 +83,8 @@ class Experiment:
         self.keep[self.U] = False
         self.keep = self.keep.to(self.device)
         self.sgd_config = SGDConfig.from_args(args)
+        self.unlearn = UnlearnConfig.from_args(args)
+        self.progress = not args.quiet
         self.schedule = [b.to(self.device) for b in
                          make_schedule(self.n, args.batch_size, args.epochs, args.seed, args.reshuffle)]
 
@@ -122,9 +127,8 @@ class Experiment:
         """This experiment (same data, model and forget set) seen with some method flags
         changed, e.g. another --hf_variant: for reading that setting's files."""
         other = copy.copy(self)
-        other.args = copy.copy(self.args)
-        for k, v in values.items():
-            setattr(other.args, k, v)
+        other.args = argparse.Namespace(**dict(vars(self.args), **values))
+        other.unlearn = UnlearnConfig.from_args(other.args)
         return other
 
     def method_config(self, flags):
@@ -193,7 +197,7 @@ class Experiment:
     def retrain(self, progress=True):
         """Exact unlearning reference: the same SGD with U removed from every batch."""
         a = self.args
-        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, self.sgd_config, keep=self.keep, norm=a.retrain_norm,
+        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, self.sgd_config, keep=self.keep, norm=self.unlearn.retrain_norm,
                    progress=progress and not a.quiet, desc="retrain")
 
     def require_original(self):

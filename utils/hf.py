@@ -21,7 +21,6 @@ Under torchrun the rows are split into contiguous shards, one per rank
 """
 import contextlib
 import time
-from dataclasses import dataclass
 
 import torch
 
@@ -32,73 +31,13 @@ from utils.distributed import Context, shard_bounds
 from utils.hvp import choose_engine, step_jacobian
 from utils.errors import InputError
 from utils.finite import require_finite
+from utils.hfconfig import UnlearnConfig
 from utils.provenance import provenance
 from utils.train import batch_gradient, sgd
 
 BANK_FLAGS = keys.FAMILIES["hfbank"]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
-
-
-@dataclass(frozen=True)
-class HFConfig:
-    """Which recursion ``recursion`` runs (``--hf_variant --hf_curvature --hf_damping``).
-
-    variant 'paper' is the paper's equations (the derivative of w_T); 'authors' is the
-    recursion behind the published figures, three departures from them together, each also
-    selectable alone:
-
-    * inject_first: a_u <- (I - eta_t J_t)(a_u + eta_t inj_u): the sample's term is injected
-      before the contraction, not after;
-    * sample_clip: inj_u is built from clip_c(grad CE_u(w_t) + lambda w_t), the sample's own
-      regularised gradient clipped on its own, in place of C_t grad CE_u(w_t);
-    * uncorrected: inj_u = (that vector) / |B_t| even under --retrain_norm mean (no batch-mean
-      correction; with --retrain_norm batch this changes nothing).
-
-    curvature 'ggn' puts the generalised Gauss-Newton matrix in J_t in place of the loss
-    Hessian; damping kappa contracts with I - eta_t (J_t + kappa I).
-    """
-    variant: str = "paper"
-    curvature: str = "hessian"
-    damping: float = 0.0
-
-    QUIRKS = {"paper": (), "authors": ("inject_first", "sample_clip", "uncorrected"),
-              "inject_first": ("inject_first",), "sample_clip": ("sample_clip",),
-              "uncorrected": ("uncorrected",)}
-
-    @classmethod
-    def from_args(cls, args):
-        return cls(args.hf_variant, args.hf_curvature, args.hf_damping)
-
-    def has(self, quirk):
-        return quirk in self.QUIRKS[self.variant]
-
-    @property
-    def is_paper(self):
-        """True for the paper's recursion: the exact derivative of w_T."""
-        return self == HFConfig()
-
-    @classmethod
-    def from_flags(cls, flags):
-        """From {'hf_variant', 'hf_curvature', 'hf_damping'} (``utils.options.parse_hf_label``)."""
-        return cls(flags["hf_variant"], flags["hf_curvature"], flags["hf_damping"])
-
-    def flags(self):
-        return {"hf_variant": self.variant, "hf_curvature": self.curvature, "hf_damping": self.damping}
-
-    @property
-    def label(self):
-        """Short name of the non-default choices, '+'-joined: 'paper' for the paper's
-        recursion, else e.g. 'authors', 'ggn', 'authors+ggn+kappa=0.1'."""
-        parts = [self.variant] if self.variant != "paper" else []
-        parts += [self.curvature] if self.curvature != "hessian" else []
-        parts += [f"kappa={self.damping:g}"] if self.damping else []
-        return "+".join(parts) or "paper"
-
-    @property
-    def row_name(self):
-        """The method's row in tables: 'Proposed', or 'Proposed[label]' for a variant."""
-        return "Proposed" if self.is_paper else f"Proposed[{self.label}]"
 
 
 def injection(G, norm):
@@ -125,9 +64,8 @@ def injected(op, w, sel, norm, hf, cfg):
     return injection(G, norm)[sel]
 
 
-def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
-              engine="auto", mem_budget_mb=1024.0, rho_iters=2, progress=False, summed=False,
-              hf=HFConfig()):
+def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
+              engine="auto", rho_iters=2, progress=False, summed=False):
     """Replay training and run the approximator recursion for the samples ``rows``.
 
     The update of the paper, at every step t of training and for every sample u (a_u = 0 at
@@ -137,8 +75,8 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
         a_u <- (I - eta_t J_t) a_u                                          otherwise
 
     with w_{t+1} = w_t - eta_t clip_c(g_t(w_t)), J_t = C_t (H_{B_t}(w_t) + lambda I) and C_t
-    the Jacobian of the clipping (``utils.hvp``); norm='mean' injects the gradient of the
-    mean-normalised retrain instead (``injection``). Then w_T + sum_{u in U} a_u approximates
+    the Jacobian of the clipping (``utils.hvp``); ``method.retrain_norm`` 'mean' injects the
+    gradient of the mean-normalised retrain instead (``injection``). Then w_T + sum_{u in U} a_u approximates
     the model retrained without U. ``utils.reference.dense_recursion`` is the same recursion
     with explicit d x d matrices (slow; the tests compare the two).
 
@@ -150,9 +88,10 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
     injections of all of ``rows`` in B_t added into one vector (one Hessian-vector product
     per step instead of |rows|; equal to A.sum(0) up to rounding).
 
-    ``hf`` (``HFConfig``) selects a research variant of the recursion: the order of injection
-    and contraction, the injected rows (``injected``), the curvature in J_t and a damping
-    (``utils.hvp``); only the default is d w_T / d s.
+    ``method`` (``UnlearnConfig``) gives the retrain normaliser, the memory budget of the
+    Hessian-vector products and, in ``method.hf`` (``HFConfig``), a research variant of the
+    recursion: the order of injection and contraction, the injected rows (``injected``), the
+    curvature in J_t and a damping (``utils.hvp``); only the default is d w_T / d s.
 
     ``cfg`` is the training run's SGDConfig (step sizes, clip c, lambda). After every step t
     the largest ||a_u|| must be finite and at most 2 c sum_{s <= t} eta_s
@@ -162,6 +101,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
     summed=True the bound holds for the sum: it predicts the retrain without all of rows).
     """
     engine = choose_engine(fm, engine)
+    norm, hf = method.retrain_norm, method.hf
     n = len(y)
     row_of = torch.full((n,), -1, dtype=torch.long, device=X.device)
     row_of[rows.to(X.device)] = 0 if summed else torch.arange(len(rows), device=X.device)
@@ -173,7 +113,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch",
     inject_first = hf.has("inject_first")
 
     def on_step(t, w, batch, eta, g):
-        op = step_jacobian(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, engine, mem_budget_mb,
+        op = step_jacobian(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, engine, method.mem_budget_mb,
                            curvature=hf.curvature, damping=hf.damping)
         state["op"] = op
         r = row_of[batch]
@@ -209,12 +149,12 @@ def check_divergence(A, t, steps, bound, power):
 
 def candidate_rows(spec, listed, n, U):
     """Sample ids that get an approximator: all of range(n), the forget set, or ``listed``
-    (``args.hf_candidate_list``, parsed and range-checked by ``utils.options``)."""
+    (``UnlearnConfig.candidate_list``, parsed and range-checked by ``utils.options``)."""
     if spec in (None, "all"):
         return torch.arange(n), "all"
     if spec == "forget":
         return U.clone(), U.tolist()
-    return torch.tensor(listed, dtype=torch.long), listed
+    return torch.tensor(listed, dtype=torch.long), list(listed)
 
 
 def bank_dir(exp, candidates):
@@ -240,11 +180,11 @@ def check_replay(w_replay, w_T, exp):
 def check_memory_budget(exp):
     """Build the first step's Jacobian operator (cheap): InputError now, before training,
     when one vectorised Hessian-vector product does not fit --mem_budget_mb."""
-    a = exp.args
+    cfg, method = exp.sgd_config, exp.unlearn
     b = exp.schedule[0]
-    g = batch_gradient(exp.fm, exp.w0, exp.X, exp.y, b, a.regularization)
-    step_jacobian(exp.fm, exp.w0, exp.X[b], exp.y[b], a.regularization, g, a.clip,
-                  mem_budget_mb=a.mem_budget_mb, curvature=a.hf_curvature, damping=a.hf_damping)
+    g = batch_gradient(exp.fm, exp.w0, exp.X, exp.y, b, cfg.lam)
+    step_jacobian(exp.fm, exp.w0, exp.X[b], exp.y[b], cfg.lam, g, cfg.clip,
+                  mem_budget_mb=method.mem_budget_mb, curvature=method.hf.curvature, damping=method.hf.damping)
 
 
 def precompute_bank(exp, w_T, ctx=Context()):
@@ -257,8 +197,7 @@ def precompute_bank(exp, w_T, ctx=Context()):
     other ranks wait at a barrier), so a second job on the same configuration waits for
     the first and then opens its bank.
     """
-    a = exp.args
-    rows, cand_key = candidate_rows(a.hf_candidates, a.hf_candidate_list, exp.n, exp.U)
+    rows, cand_key = candidate_rows(exp.unlearn.candidates, exp.unlearn.candidate_list, exp.n, exp.U)
     directory = bank_dir(exp, cand_key)
     with artifacts.lock(directory, "this bank") if ctx.is_main else contextlib.nullcontext():
         ctx.barrier()        # rank 0 holds the lock: no other job writes this bank now
@@ -266,7 +205,7 @@ def precompute_bank(exp, w_T, ctx=Context()):
 
 
 def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
-    a = exp.args
+    method = exp.unlearn
     if complete(directory):
         return ShardedBank(directory, exp.device), 0.0
     ctx.barrier()            # every rank has seen the bank absent before any writes it
@@ -276,22 +215,21 @@ def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
     gap = 0.0
     if ctx.is_main or hi > lo:
         w_replay, A, rho_t = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config,
-                                       rows[lo:hi], a.retrain_norm,
-                                       mem_budget_mb=a.mem_budget_mb, rho_iters=2 if ctx.is_main else 0,
-                                       progress=ctx.is_main and not a.quiet, hf=HFConfig.from_args(a))
+                                       rows[lo:hi], method, rho_iters=2 if ctx.is_main else 0,
+                                       progress=ctx.is_main and exp.progress)
         gap = check_replay(w_replay, w_T, exp)
         if hi > lo:
-            stored = require_finite(A.to(DTYPES[a.bank_dtype]), f"the bank rows in --bank_dtype {a.bank_dtype}",
+            stored = require_finite(A.to(DTYPES[method.bank_dtype]), f"the bank rows in --bank_dtype {method.bank_dtype}",
                                     "use a wider --bank_dtype (float32)")
             write_shard(directory, lo, hi, stored, rows[lo:hi])
     seconds = ctx.max(time.perf_counter() - start)
     ctx.barrier()
     if ctx.is_main:
         manifest = {"train_config": exp.train_config(), "bank_config": exp.method_config(BANK_FLAGS),
-                    "candidate_ids": cand_key, **coverage(rows, cand_key, a.bank_dtype),
+                    "candidate_ids": cand_key, **coverage(rows, cand_key, method.bank_dtype),
                     "d": exp.fm.d, "steps": len(exp.schedule), "engine": choose_engine(exp.fm),
                     "precompute_s": seconds, "world_size": ctx.world, "rho": float(rho_t.max()),
                     "replay_gap": gap, "provenance": provenance(exp)}
-        write_index(directory, rows, rho_t, manifest, bounds, DTYPES[a.bank_dtype])
+        write_index(directory, rows, rho_t, manifest, bounds, DTYPES[method.bank_dtype])
     ctx.barrier()
     return ShardedBank(directory, exp.device), seconds

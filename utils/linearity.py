@@ -74,8 +74,7 @@ def plot(rows, floor, title, path):
 def approximator_sum(exp, w_T):
     """(sum_{u in U} a_u, source): from exp's cached bank when it is complete and holds every
     u in U ('bank'), else by one replay of training for the rows U only ('replay')."""
-    a = exp.args
-    _, cand_key = candidate_rows(a.hf_candidates, a.hf_candidate_list, exp.n, exp.U)
+    _, cand_key = candidate_rows(exp.unlearn.candidates, exp.unlearn.candidate_list, exp.n, exp.U)
     directory = bank_dir(exp, cand_key)
     if complete(directory):
         bank = ShardedBank(directory, exp.device)
@@ -89,7 +88,7 @@ def diagnose(exp):
     """The diagnostic for exp's configuration and U: {"rows", "floor", "approximators",
     "retrain_max_abs_diff" (w_T(1) against the cached Retrain, when there is one)}."""
     a = exp.args
-    if a.retrain_norm != "batch":
+    if exp.unlearn.retrain_norm != "batch":
         raise InputError("--retrain_norm: the linearity diagnostic weights U inside batch losses "
                          "normalised by |B_t|; rerun with --retrain_norm batch")
     w_T, _ = exp.original()

@@ -17,7 +17,8 @@ Cost O(T d^3 + T |B| d^2): tiny models only.
 import torch
 
 from utils.functional import data_loss
-from utils.hf import HFConfig, injection
+from utils.hf import injection
+from utils.hfconfig import UnlearnConfig
 from utils.train import clip_by_norm
 
 
@@ -33,13 +34,15 @@ def dense_curvature(fm, w, X, y, curvature):
     return G / len(y)
 
 
-def dense_recursion(fm, w0, X, y, schedule, cfg, rows, norm="batch", hf=HFConfig()):
-    """(w_T, A) with A[r] = a_{rows[r]}, both by explicit matrices (float64 advised)."""
+def dense_recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig()):
+    """(w_T, A) with A[r] = a_{rows[r]}, both by explicit matrices (float64 advised); ``method``
+    (``UnlearnConfig``) gives the retrain normaliser and the variant ``method.hf``."""
     ref = torch.zeros(len(rows), fm.d, dtype=w0.dtype)
     w = w0.clone()
     I = torch.eye(fm.d, dtype=w0.dtype)
     lam, clip = cfg.lam, cfg.clip
-    inj_norm = "batch" if hf.has("uncorrected") else norm
+    hf = method.hf
+    inj_norm = "batch" if hf.has("uncorrected") else method.retrain_norm
     for t, b in enumerate(schedule):
         eta = cfg.step_size(t)
         L = lambda v: data_loss(fm, v, X[b], y[b], len(b))

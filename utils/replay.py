@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from utils.hf import HFConfig, check_replay, recursion
+from utils.hf import check_replay, recursion
 from utils.train import unpack_schedule
 
 
@@ -46,13 +46,11 @@ class Replay:
     def vectors(self, U, summed=False):
         """a_u for u in U, in order, by one replay of training: (|U|, d) block; with
         summed=True the (1, d) block sum_{u in U} a_u."""
-        a = self.exp.args
         rows = torch.as_tensor([int(u) for u in U], dtype=torch.long)
         w_replay, A, rho_t = recursion(self.exp.fm, self.w0, self.exp.X, self.exp.y, self.schedule,
-                                       self.exp.sgd_config, rows, a.retrain_norm,
-                                       mem_budget_mb=a.mem_budget_mb,
+                                       self.exp.sgd_config, rows, self.exp.unlearn,
                                        rho_iters=2 if self.rho_t is None else 0,
-                                       progress=not a.quiet, summed=summed, hf=HFConfig.from_args(a))
+                                       progress=self.exp.progress, summed=summed)
         check_replay(w_replay, self.w_T, self.exp)
         if self.rho_t is None:
             self.rho_t = rho_t

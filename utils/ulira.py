@@ -44,7 +44,7 @@ from utils import artifacts, keys
 from utils.errors import InputError
 from utils.finite import require_finite
 from utils.functional import FlatModel
-from utils.hf import HFConfig, recursion
+from utils.hf import recursion
 from utils.lira import STD_FLOOR, keep_masks, model_scores, shadow_seed
 from utils.provenance import provenance
 from utils.roc import roc_summary
@@ -161,11 +161,9 @@ def shadow_setup(exp, keep_k, U, seed):
         kept.to(exp.device)
 
 
-def replay_unlearn(exp, w0, X, y, schedule, rows, hf):
+def replay_unlearn(exp, w0, X, y, schedule, rows):
     """(w_T, w_T + sum_{u in rows} a_u): one replay of training with the summed recursion."""
-    a = exp.args
-    w_T, A, _ = recursion(exp.fm, w0, X, y, schedule, exp.sgd_config, rows, a.retrain_norm,
-                          mem_budget_mb=a.mem_budget_mb, rho_iters=0, summed=True, hf=hf)
+    w_T, A, _ = recursion(exp.fm, w0, X, y, schedule, exp.sgd_config, rows, exp.unlearn, rho_iters=0, summed=True)
     w_P = w_T + A[0] if len(rows) else w_T.clone()
     return w_T, require_finite(w_P, "a U-LiRA shadow's Proposed model", "lower --lr")
 
@@ -192,8 +190,7 @@ def _load(path, keep):
 
 
 def _cached_or_computed(exp, K, progress, base_path, prop_path):
-    a = exp.args
-    hf = HFConfig.from_args(a)
+    a, method = exp.args, exp.unlearn
     keep = keep_masks(K, exp.n, a.seed + KEEP_SEED_OFFSET).numpy()
     U = exp.U.numpy()
     base, prop = _load(base_path, keep), _load(prop_path, keep)
@@ -204,12 +201,12 @@ def _cached_or_computed(exp, K, progress, base_path, prop_path):
                                                                   "Retrain_independent")}
     secs = {f"{name}_s": torch.zeros(K, dtype=torch.float64) for name in new}
     start = time.perf_counter()
-    for k in tqdm(range(K), desc="U-LiRA shadows", disable=not progress or a.quiet):
+    for k in tqdm(range(K), desc="U-LiRA shadows", disable=not (progress and exp.progress)):
         seed = shadow_seed(a.seed, k)
         X, y, w0, schedule, rows, kept = shadow_setup(exp, keep[k], U, seed)
         if prop is None:
             t0 = time.perf_counter()
-            w_T, w_P = replay_unlearn(exp, w0, X, y, schedule, rows, hf)
+            w_T, w_P = replay_unlearn(exp, w0, X, y, schedule, rows)
             new["Original"][k], new["Proposed"][k] = w_T.cpu(), w_P.cpu()
             secs["Proposed_s"][k] = time.perf_counter() - t0
             if base is not None and not torch.allclose(w_T.cpu(), base["Original"][k], rtol=1e-5, atol=1e-6):
@@ -221,13 +218,13 @@ def _cached_or_computed(exp, K, progress, base_path, prop_path):
                 new["Original"][k] = sgd(exp.fm, w0, X, y, schedule, exp.sgd_config).cpu()
                 secs["Original_s"][k] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            new["Retrain"][k] = sgd(exp.fm, w0, X, y, schedule, exp.sgd_config, keep=kept, norm=a.retrain_norm).cpu()
+            new["Retrain"][k] = sgd(exp.fm, w0, X, y, schedule, exp.sgd_config, keep=kept, norm=method.retrain_norm).cpu()
             secs["Retrain_s"][k] = time.perf_counter() - t0
             seed2 = shadow_seed(a.seed, k + INDEPENDENT_OFFSET)
             _, _, w0b, schedule_b, _, _ = shadow_setup(exp, keep[k], U, seed2)
             t0 = time.perf_counter()
             new["Retrain_independent"][k] = sgd(exp.fm, w0b, X, y, schedule_b, exp.sgd_config, keep=kept,
-                                                norm=a.retrain_norm).cpu()
+                                                norm=method.retrain_norm).cpu()
             secs["Retrain_independent_s"][k] = time.perf_counter() - t0
     seconds = time.perf_counter() - start
     record = {"config": exp.train_config(), "n_shadows": K, "forget_indices": exp.U.tolist(),
@@ -241,8 +238,8 @@ def _cached_or_computed(exp, K, progress, base_path, prop_path):
     if prop is None:
         prop = {"keep": keep_t, "Proposed": new["Proposed"], "Proposed_s": secs["Proposed_s"]}
         artifacts.save_tensors(prop_path, prop)
-        artifacts.write_json(prop_path[:-3] + ".json", dict(record, hf=hf.label,
-                                                            retrain_norm=a.retrain_norm, seconds=seconds))
+        artifacts.write_json(prop_path[:-3] + ".json", dict(record, hf=method.hf.label,
+                                                            retrain_norm=method.retrain_norm, seconds=seconds))
     return dict(base, **prop), seconds
 
 
