@@ -31,7 +31,7 @@ from utils.experiment import Experiment  # noqa: E402
 from utils.functional import data_loss  # noqa: E402
 from utils.bank import Bank  # noqa: E402
 from utils.hf import injection  # noqa: E402
-from utils.hvp import clip_factors, step_jacobian  # noqa: E402
+from utils.hvp import Step, clip_factors, step_jacobian  # noqa: E402
 from utils.errors import fail  # noqa: E402
 from utils.options import parse_args  # noqa: E402
 from utils.report import finish, table  # noqa: E402
@@ -91,9 +91,8 @@ def record(exp, steps):
 
 def ours_step(exp, A, w, batch, eta, g):
     """One step of the project's recursion on all rows of A (internal layout)."""
-    a = exp.args
-    op = step_jacobian(exp.fm, w, exp.X[batch], exp.y[batch], a.regularization, g, a.clip,
-                       mem_budget_mb=a.mem_budget_mb)
+    cfg = exp.sgd_config
+    op = step_jacobian(Step(exp.fm, w, exp.X[batch], exp.y[batch], cfg.lam, g, cfg.clip, exp.unlearn.mem_budget_mb))
     op.contract_(A, eta)
     A.index_add_(0, batch, op.clip_apply(injection(op.per_sample_grads(), "batch")), alpha=eta)
     return op

@@ -15,7 +15,7 @@ from utils.floor import KINDS, WITHIN, annotate, ensure_floor, floor_model, pert
 from utils.functional import FlatModel
 from utils.options import parse_args
 from tools.sweep_figures import floor_curve
-from utils.train import batch_gradient, sgd
+from utils.train import DataTerm, batch_gradient, sgd
 
 # strongly convex: L2-regularised multinomial logistic regression on Wine
 LOGISTIC = ["--model", "logistic", "--dataset", "wine", "--num_dataset", "80", "--batch_size", "16",
@@ -47,7 +47,7 @@ def test_weighted_batch_gradient_matches_per_sample_loop(dirs):
     weight = torch.rand(exp.n, generator=gen)
     weight[exp.U] = 0.0
     batch = exp.schedule[0]
-    got = batch_gradient(exp.fm, w, exp.X, exp.y, batch, 0.01, weight=weight)
+    got = batch_gradient(exp.fm, w, exp.X, exp.y, batch, 0.01, DataTerm(weight=weight))
     want = 0.01 * w
     for i in batch.tolist():
         wi = w.clone().requires_grad_(True)

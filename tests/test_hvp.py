@@ -4,7 +4,7 @@ import torch
 
 from models import build_model
 from utils.functional import FlatModel, data_loss
-from utils.hvp import choose_engine, step_jacobian
+from utils.hvp import Step, choose_engine, step_jacobian
 from utils.errors import InputError
 
 CASES = [("logistic", "mnist", (1, 28, 28)), ("mlp", "wine", (13,)), ("cnn", "mnist", (1, 28, 28)),
@@ -50,7 +50,7 @@ def test_block_product_matches_autograd(name, dataset, shape, seed, active):
     V = torch.randn(4, fm.d, dtype=torch.float64)
     g, ref = reference(fm, w, X, y, lam, clip, V)
     for engine in engines_for(name):
-        op = step_jacobian(fm, w, X, y, lam, g, clip, engine)
+        op = step_jacobian(Step(fm, w, X, y, lam, g, clip), engine)
         assert op.clipping == active
         torch.testing.assert_close(op.apply(V), ref, rtol=1e-9, atol=1e-10)
         # the fused in-place update a <- (I - eta J) a
@@ -68,12 +68,12 @@ def test_chunking_gives_same_result_and_budget_error():
     fm, w, X, y = setup("mlp", "wine", (13,), seed=3)
     g = torch.randn(fm.d, dtype=torch.float64)
     V = torch.randn(7, fm.d, dtype=torch.float64)
-    whole = step_jacobian(fm, w, X, y, 0.01, g, 1e9, "jvp", mem_budget_mb=1024).apply(V)
-    op = step_jacobian(fm, w, X, y, 0.01, g, 1e9, "jvp", mem_budget_mb=0.5)
+    whole = step_jacobian(Step(fm, w, X, y, 0.01, g, 1e9, mem_budget_mb=1024), "jvp").apply(V)
+    op = step_jacobian(Step(fm, w, X, y, 0.01, g, 1e9, mem_budget_mb=0.5), "jvp")
     assert op.chunk < 7
     torch.testing.assert_close(op.apply(V), whole, rtol=1e-12, atol=1e-12)
     with pytest.raises(InputError, match="mem_budget_mb"):
-        step_jacobian(fm, w, X, y, 0.01, g, 1e9, "jvp", mem_budget_mb=1e-4)
+        step_jacobian(Step(fm, w, X, y, 0.01, g, 1e9, mem_budget_mb=1e-4), "jvp")
 
 
 def test_closed_form_equals_generic_in_float32():
@@ -83,8 +83,8 @@ def test_closed_form_equals_generic_in_float32():
     g = torch.randn(fm.d)
     V = torch.randn(16, fm.d)
     for clip in (1e9, 0.5 * float(g.norm())):
-        closed = step_jacobian(fm, w, X, y, 0.5, g, clip, "closed").apply(V)
-        generic = step_jacobian(fm, w, X, y, 0.5, g, clip, "jvp").apply(V)
+        closed = step_jacobian(Step(fm, w, X, y, 0.5, g, clip), "closed").apply(V)
+        generic = step_jacobian(Step(fm, w, X, y, 0.5, g, clip), "jvp").apply(V)
         torch.testing.assert_close(closed, generic, rtol=1e-4, atol=1e-5)
 
 
@@ -96,7 +96,7 @@ def test_layered_engine_handles_pooling_ties_like_autograd():
     g = torch.zeros(fm.d, dtype=torch.float64)
     V = torch.randn(3, fm.d, dtype=torch.float64)
     _, ref = reference(fm, w, X, y, 0.0, 1e9, V)
-    torch.testing.assert_close(step_jacobian(fm, w, X, y, 0.0, g, 1e9, "layers").apply(V), ref,
+    torch.testing.assert_close(step_jacobian(Step(fm, w, X, y, 0.0, g, 1e9), "layers").apply(V), ref,
                                rtol=1e-9, atol=1e-10)
 
 
@@ -115,7 +115,7 @@ def test_per_sample_grads_match_autograd():
         fm, w, X, y = setup(name, dataset, shape, seed=9)
         g = torch.zeros(fm.d, dtype=torch.float64)
         for engine in (["closed", "jvp"] if name == "logistic" else ["jvp"]):
-            op = step_jacobian(fm, w, X, y, 0.0, g, 1.0, engine)
+            op = step_jacobian(Step(fm, w, X, y, 0.0, g, 1.0), engine)
             G = op.from_internal(op.per_sample_grads())
             for i in range(len(y)):
                 ref = torch.autograd.functional.jacobian(
@@ -151,5 +151,5 @@ def test_layered_engine_on_strided_padded_convolutions():
     y = torch.randint(0, 3, (3,))
     V = torch.randn(4, fm.d, dtype=torch.float64)
     g, ref = reference(fm, w, X, y, 0.1, 1e9, V)
-    torch.testing.assert_close(step_jacobian(fm, w, X, y, 0.1, g, 1e9, "layers").apply(V), ref,
+    torch.testing.assert_close(step_jacobian(Step(fm, w, X, y, 0.1, g, 1e9), "layers").apply(V), ref,
                                rtol=1e-9, atol=1e-10)

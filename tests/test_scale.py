@@ -16,7 +16,7 @@ from utils.distributed import shard_bounds
 from utils.experiment import Experiment
 from utils.functional import FlatModel
 from utils.hf import precompute_bank
-from utils.hvp import MB, step_jacobian
+from utils.hvp import MB, Step, step_jacobian
 from utils.errors import InputError
 from utils.options import parse_args
 from utils.replay import Replay
@@ -158,10 +158,10 @@ def test_chunk_size_follows_budget(engine):
     X, y = torch.randn(5, 13, dtype=torch.float64), torch.randint(0, 3, (5,))
     g = torch.randn(fm.d, dtype=torch.float64)
     A = torch.randn(9, fm.d, dtype=torch.float64)
-    big = step_jacobian(fm, w, X, y, 0.01, g, 0.5, engine, mem_budget_mb=1024)
+    big = step_jacobian(Step(fm, w, X, y, 0.01, g, 0.5, mem_budget_mb=1024), engine)
     per_vector = 8 * 3 * 5 * 3 if engine == "closed" else None
     budget = 2.5 * per_vector / MB if per_vector else 2.5 * 1024 / big.chunk
-    small = step_jacobian(fm, w, X, y, 0.01, g, 0.5, engine, mem_budget_mb=budget)
+    small = step_jacobian(Step(fm, w, X, y, 0.01, g, 0.5, mem_budget_mb=budget), engine)
     assert 1 <= small.chunk < 9 <= big.chunk
     if per_vector:
         assert small.chunk == 2
@@ -170,7 +170,7 @@ def test_chunk_size_follows_budget(engine):
     small.contract_(out, 0.3)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     with pytest.raises(InputError, match="^--mem_budget_mb: one Hessian-vector product needs about"):
-        step_jacobian(fm, w, X, y, 0.01, g, 0.5, engine, mem_budget_mb=budget / 100)
+        step_jacobian(Step(fm, w, X, y, 0.01, g, 0.5, mem_budget_mb=budget / 100), engine)
 
 
 def test_gpu_smoke_cpu_quick(tmp_path):

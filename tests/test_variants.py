@@ -8,7 +8,7 @@ from helpers import WINE, run_script
 from test_hf import tiny
 from utils.hf import recursion
 from utils.hfconfig import HFConfig, UnlearnConfig
-from utils.hvp import GGNProduct, TorchFuncHVP, step_jacobian
+from utils.hvp import GGNProduct, Step, TorchFuncHVP, step_jacobian
 from utils.options import HF_VARIANTS, parse_args, parse_hf_label
 from utils.errors import InputError
 from utils.reference import dense_curvature, dense_recursion
@@ -70,8 +70,8 @@ def test_ggn_is_the_hessian_for_logistic_regression():
     torch.testing.assert_close(GGNProduct(fm, w, X, len(y))(V), TorchFuncHVP(fm, w, X, y, len(y), "jvp")(V),
                                rtol=1e-10, atol=1e-12)
     g = torch.randn(fm.d, dtype=torch.float64)
-    closed = step_jacobian(fm, w, X, y, 0.1, g, 0.5, "closed", curvature="ggn").apply(V)
-    generic = step_jacobian(fm, w, X, y, 0.1, g, 0.5, "vjp", curvature="ggn").apply(V)
+    closed = step_jacobian(Step(fm, w, X, y, 0.1, g, 0.5), "closed", curvature="ggn").apply(V)
+    generic = step_jacobian(Step(fm, w, X, y, 0.1, g, 0.5), "vjp", curvature="ggn").apply(V)
     torch.testing.assert_close(closed, generic, rtol=1e-10, atol=1e-12)
 
 
@@ -80,8 +80,8 @@ def test_damping_adds_kappa_to_the_operator_and_its_contraction():
     g = torch.randn(fm.d, dtype=torch.float64)
     V = torch.randn(3, fm.d, dtype=torch.float64)
     for engine in ("layers", "vjp"):
-        plain = step_jacobian(fm, w, X, y, 0.1, g, 0.5, engine)
-        damped = step_jacobian(fm, w, X, y, 0.1, g, 0.5, engine, damping=0.7)
+        plain = step_jacobian(Step(fm, w, X, y, 0.1, g, 0.5), engine)
+        damped = step_jacobian(Step(fm, w, X, y, 0.1, g, 0.5), engine, damping=0.7)
         torch.testing.assert_close(damped.apply(V), plain.apply(V) + 0.7 * V)
         A = V.clone()
         damped.contract_(A, 0.2)
@@ -89,8 +89,8 @@ def test_damping_adds_kappa_to_the_operator_and_its_contraction():
     fm, w, X, y = tiny("logistic", "wine", (13,), 6, seed=2)
     V = torch.randn(3, fm.d, dtype=torch.float64)
     g = torch.randn(fm.d, dtype=torch.float64)
-    plain = step_jacobian(fm, w, X, y, 0.1, g, 0.5, "closed")
-    damped = step_jacobian(fm, w, X, y, 0.1, g, 0.5, "closed", damping=0.7)
+    plain = step_jacobian(Step(fm, w, X, y, 0.1, g, 0.5), "closed")
+    damped = step_jacobian(Step(fm, w, X, y, 0.1, g, 0.5), "closed", damping=0.7)
     A = damped.to_internal(V).contiguous()
     damped.contract_(A, 0.2)
     torch.testing.assert_close(damped.from_internal(A), V - 0.2 * (plain.apply(V) + 0.7 * V))

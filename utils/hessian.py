@@ -47,12 +47,12 @@ def chunk_sizes(d, n, act, elem_bytes, mem_budget_mb):
     return k, b
 
 
-def _block_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, engine):
+def _block_hessian_sum(fm, w, X, y, mem_budget_mb, progress, engine):
     d, n = fm.d, len(y)
     k, b = chunk_sizes(d, n, fm.activation_numel(X[:1]), w.element_size(), mem_budget_mb)
     H = torch.zeros(d, d, dtype=w.dtype, device=w.device)
     eye = torch.eye(d, dtype=w.dtype, device=w.device)
-    bar = tqdm(total=len(range(0, n, b)) * len(range(0, d, k)), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=len(range(0, n, b)) * len(range(0, d, k)), desc=progress, disable=progress is None, leave=False)
     for s in range(0, n, b):
         hvp = block_hvp(fm, w, X[s:s + b], y[s:s + b], 1.0, engine)
         for c in range(0, d, k):
@@ -62,7 +62,7 @@ def _block_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, engine):
     return H
 
 
-def _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc):
+def _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress):
     C = fm.shapes[-1][0]
     Xf = X.reshape(len(y), -1)
     p_in = Xf.shape[1]
@@ -71,7 +71,7 @@ def _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc):
     b = int(max(1, min(len(y), mem_budget_mb * 2 ** 20 / w.element_size() / (3 * D))))
     Haug = torch.zeros(C, p_in + 1, C, p_in + 1, dtype=w.dtype, device=w.device)
     starts = range(0, len(y), b)
-    for s in tqdm(starts, desc=desc, disable=not progress, leave=False):
+    for s in tqdm(starts, desc=progress, disable=progress is None, leave=False):
         Xs = torch.cat([Xf[s:s + b], torch.ones(len(Xf[s:s + b]), 1, dtype=w.dtype, device=w.device)], 1)
         with torch.no_grad():
             P = torch.softmax(fm.logits(w, X[s:s + b]), 1)
@@ -83,9 +83,10 @@ def _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc):
     return Haug.view(D, D)[to_params][:, to_params]
 
 
-def hessian_sum(fm, w, X, y, regularization, mem_budget_mb=1024.0, progress=False,
-                desc="Hessian", engine="auto"):
+def hessian_sum(fm, w, X, y, regularization, mem_budget_mb=1024.0, progress=None, engine="auto"):
     """sum_{i} hess l_i(w) over the samples (X, y): a symmetric d x d tensor.
+
+    ``progress``: the label of a progress bar, or None for no bar.
 
     ``engine``: one of ``utils.hvp.ENGINES``, 'auto' choosing as ``utils.hvp.choose_engine``
     ('closed' for the logistic model, 'layers' for a ``layers()`` chain, else 'vjp').
@@ -95,9 +96,9 @@ def hessian_sum(fm, w, X, y, regularization, mem_budget_mb=1024.0, progress=Fals
     if len(y) == 0:
         H = torch.zeros(fm.d, fm.d, dtype=w.dtype, device=w.device)
     elif engine == "closed":
-        H = _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc)
+        H = _logistic_hessian_sum(fm, w, X, y, mem_budget_mb, progress)
     else:
-        H = _block_hessian_sum(fm, w, X, y, mem_budget_mb, progress, desc, engine)
+        H = _block_hessian_sum(fm, w, X, y, mem_budget_mb, progress, engine)
     H.diagonal().add_(len(y) * regularization)
     return H
 

@@ -28,7 +28,7 @@ from utils import artifacts, keys
 from utils.bank import ShardedBank, complete, write_index, write_shard
 from utils.certify import PowerIteration
 from utils.distributed import Context, shard_bounds
-from utils.hvp import choose_engine, step_jacobian
+from utils.hvp import Step, choose_engine, step_jacobian
 from utils.errors import InputError
 from utils.finite import require_finite
 from utils.hfconfig import UnlearnConfig
@@ -113,7 +113,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
     inject_first = hf.has("inject_first")
 
     def on_step(t, w, batch, eta, g):
-        op = step_jacobian(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, engine, method.mem_budget_mb,
+        op = step_jacobian(Step(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, method.mem_budget_mb), engine,
                            curvature=hf.curvature, damping=hf.damping)
         state["op"] = op
         r = row_of[batch]
@@ -183,8 +183,8 @@ def check_memory_budget(exp):
     cfg, method = exp.sgd_config, exp.unlearn
     b = exp.schedule[0]
     g = batch_gradient(exp.fm, exp.w0, exp.X, exp.y, b, cfg.lam)
-    step_jacobian(exp.fm, exp.w0, exp.X[b], exp.y[b], cfg.lam, g, cfg.clip,
-                  mem_budget_mb=method.mem_budget_mb, curvature=method.hf.curvature, damping=method.hf.damping)
+    step_jacobian(Step(exp.fm, exp.w0, exp.X[b], exp.y[b], cfg.lam, g, cfg.clip, method.mem_budget_mb),
+                  curvature=method.hf.curvature, damping=method.hf.damping)
 
 
 def precompute_bank(exp, w_T, ctx=Context()):

@@ -39,6 +39,8 @@ paper's J_t above): curvature 'ggn' replaces H_Bt by the generalised Gauss-Newto
 logistic model, whose closed form serves both), and damping kappa > 0 makes the operator
 J_t + kappa I.
 """
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +63,22 @@ CACHE_CHUNK_BYTES = 2 * MB
 # the MNIST cnn (3.3 MB of activations per vector, 32 MB L3, 2 cores): chunks of 12-24
 # vectors ran 20% faster than 52 and 8; this gives 15.
 LAYERED_CACHE_BYTES = 48 * MB
+
+
+@dataclass(frozen=True)
+class Step:
+    """What J_t of one step is built from: the model ``fm``, w_t, the batch (X, y), lambda,
+    the batch gradient g_t, the clip norm c, the memory budget of the vectorised products (MB)
+    and the data term's normaliser N (None: |B_t|), H_Bt = (1/N) sum_{i in B_t} hess CE_i."""
+    fm: object
+    w: torch.Tensor
+    X: torch.Tensor
+    y: torch.Tensor
+    lam: float
+    g: torch.Tensor
+    clip: float
+    mem_budget_mb: float = 1024.0
+    normaliser: Optional[float] = None
 
 
 def clip_factors(g, c):
@@ -167,19 +185,19 @@ class _BlockJacobian(_Jacobian):
     """J_t from a block Hessian-vector product (``block_hvp``), on row chunks of a block
     sized so that HVP_ACTIVATION_FACTOR activations per vector fit the memory budget."""
 
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser,
-                 curvature="hessian", damping=0.0):
-        N = len(y) if normaliser is None else normaliser
+    def __init__(self, step, engine, curvature="hessian", damping=0.0):
+        fm, w, X, y = step.fm, step.w, step.X, step.y
+        N = len(y) if step.normaliser is None else step.normaliser
         self.w, self.X, self.y = w, X, y
         self.per_sample_grad_fn = vmap(grad(lambda v, x, t: data_loss(fm, v, x[None], t[None], 1)),
                                        in_dims=(None, 0, 0))
         per_vector = w.element_size() * (HVP_ACTIVATION_FACTOR * fm.activation_numel(X) + 4 * fm.d)
-        self.chunk = int(mem_budget_mb * MB // per_vector)
+        self.chunk = int(step.mem_budget_mb * MB // per_vector)
         if self.chunk < 1:
             raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
                              f"{per_vector / MB:.1f} MB; raise the budget")
         self.hvp_block = block_hvp(fm, w, X, y, N, engine, curvature)
-        super().__init__(g, clip, lam, damping)
+        super().__init__(step.g, step.clip, step.lam, damping)
 
     def hvp_reg(self, V):
         """(H_B + lambda I) V, chunked over rows to the memory budget."""
@@ -199,20 +217,18 @@ class _BlockJacobian(_Jacobian):
 class GenericJacobian(_BlockJacobian):
     """J_t for any FlatModel via torch.func (``TorchFuncHVP``, mode 'jvp' or 'vjp')."""
 
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, mode="vjp", normaliser=None,
-                 curvature="hessian", damping=0.0):
-        super().__init__(fm, w, X, y, lam, g, clip, mem_budget_mb, mode, normaliser, curvature, damping)
+    def __init__(self, step, mode="vjp", curvature="hessian", damping=0.0):
+        super().__init__(step, mode, curvature, damping)
 
 
 class LayeredJacobian(_BlockJacobian):
     """J_t for models with a ``layers()`` chain, by ``utils.layered_hvp``. On a CPU its chunks
     are also capped at LAYERED_CACHE_BYTES of forward activations."""
 
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, normaliser=None,
-                 curvature="hessian", damping=0.0):
-        super().__init__(fm, w, X, y, lam, g, clip, mem_budget_mb, "layers", normaliser, curvature, damping)
-        if w.device.type == "cpu":
-            per_vector_activations = w.element_size() * fm.activation_numel(X)
+    def __init__(self, step, curvature="hessian", damping=0.0):
+        super().__init__(step, "layers", curvature, damping)
+        if step.w.device.type == "cpu":
+            per_vector_activations = step.w.element_size() * step.fm.activation_numel(step.X)
             self.chunk = min(self.chunk, max(1, LAYERED_CACHE_BYTES // per_vector_activations))
 
 
@@ -224,10 +240,11 @@ class LogisticJacobian(_Jacobian):
     form serves curvature 'ggn'.
     """
 
-    def __init__(self, fm, w, X, y, lam, g, clip, mem_budget_mb=1024.0, normaliser=None, damping=0.0):
+    def __init__(self, step, damping=0.0):
+        fm, w, X, y = step.fm, step.w, step.X, step.y
         C, D = fm.shapes[0]
         self.C, self.D1 = C, D + 1
-        self.N = len(y) if normaliser is None else normaliser
+        self.N = len(y) if step.normaliser is None else step.normaliser
         Xf = X.reshape(len(X), -1)
         self.Xt = torch.cat([Xf, torch.ones(len(X), 1, dtype=Xf.dtype, device=Xf.device)], 1)
         self.perm, self.inv_perm = logistic_layout(C, D, w.device)
@@ -236,12 +253,12 @@ class LogisticJacobian(_Jacobian):
         self.PT = self.P.T.contiguous()                                 # (C, b)
         self.y = y
         per_vector = w.element_size() * 3 * len(y) * C
-        self.chunk = int(mem_budget_mb * MB // per_vector)
+        self.chunk = int(step.mem_budget_mb * MB // per_vector)
         if self.chunk < 1:
             raise InputError(f"--mem_budget_mb: one Hessian-vector product needs about "
                              f"{per_vector / MB:.3f} MB; raise the budget")
         self.chunk = min(self.chunk, max(1, CACHE_CHUNK_BYTES // (w.element_size() * fm.d)))
-        super().__init__(g, clip, lam, damping)
+        super().__init__(step.g, step.clip, step.lam, damping)
         if self.clipping:
             # q = (H + lambda I) g_hat, so that g_hat . (H + lambda I) v = q . v
             self.q = self.hvp_reg(self.g_hat[None])[0]
@@ -333,13 +350,12 @@ def choose_engine(fm, engine="auto"):
     return engine
 
 
-def step_jacobian(fm, w, X, y, lam, g, clip, engine="auto", mem_budget_mb=1024.0, normaliser=None,
-                  curvature="hessian", damping=0.0):
-    """The J_t operator of one step (engine: one of ENGINES; curvature 'hessian' or 'ggn';
-    damping kappa >= 0 adds kappa I)."""
-    engine = choose_engine(fm, engine)
+def step_jacobian(step, engine="auto", curvature="hessian", damping=0.0):
+    """The J_t operator of one step (``step``: a ``Step``; engine: one of ENGINES; curvature
+    'hessian' or 'ggn'; damping kappa >= 0 adds kappa I)."""
+    engine = choose_engine(step.fm, engine)
     if engine == "closed":
-        return LogisticJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser, damping)
+        return LogisticJacobian(step, damping)
     if engine == "layers":
-        return LayeredJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, normaliser, curvature, damping)
-    return GenericJacobian(fm, w, X, y, lam, g, clip, mem_budget_mb, engine, normaliser, curvature, damping)
+        return LayeredJacobian(step, curvature, damping)
+    return GenericJacobian(step, engine, curvature, damping)

@@ -139,15 +139,14 @@ def storage_bytes(tensors):
 def full_hessian(exp, w_T):
     """(n H at w_T, seconds it took, cached?) for the experiment's training config.
     Computed under a lock on the cache file: a second process waits and reuses it."""
-    a = exp.args
     path = exp.cache_path("hessian")
     with artifacts.lock(path, "the full-data Hessian"):
         got = _load(path)
         if got is not None:
             return got[0]["H"].to(exp.device), got[1], True
         start = time.perf_counter()
-        H = hessian_sum(exp.fm, w_T, exp.X, exp.y, a.regularization, a.mem_budget_mb,
-                        progress=not a.quiet, desc="full-data Hessian")
+        H = hessian_sum(exp.fm, w_T, exp.X, exp.y, exp.sgd_config.lam, exp.unlearn.mem_budget_mb,
+                        progress=bar_label(exp, "full-data Hessian"))
         require_finite(H, "the full-data Hessian at w_T", f"delete {exp.train_dir} and retrain with a lower --lr")
         seconds = time.perf_counter() - start
         _store(exp, path, {"H": H}, seconds)
@@ -176,15 +175,19 @@ def ij_precompute(exp, w_T):
 def forget_gradient(exp, w_T):
     """g_U = sum_{u in U} grad l_u(w_T)."""
     U = exp.U.to(exp.device)
-    return gradient_sum(exp.fm, w_T, exp.X[U], exp.y[U], exp.args.regularization)
+    return gradient_sum(exp.fm, w_T, exp.X[U], exp.y[U], exp.sgd_config.lam)
 
 
 def forget_hessian(exp, w_T):
     """m H_U = sum_{u in U} hess l_u(w_T)."""
     U = exp.U.to(exp.device)
-    a = exp.args
-    return hessian_sum(exp.fm, w_T, exp.X[U], exp.y[U], a.regularization, a.mem_budget_mb,
-                       progress=not a.quiet, desc="Hessian of U")
+    return hessian_sum(exp.fm, w_T, exp.X[U], exp.y[U], exp.sgd_config.lam, exp.unlearn.mem_budget_mb,
+                       progress=bar_label(exp, "Hessian of U"))
+
+
+def bar_label(exp, label):
+    """``label`` when exp shows progress bars, else None (``hessian_sum``'s ``progress``)."""
+    return label if exp.progress else None
 
 
 def unlearn_ns(exp, w_T):

@@ -12,6 +12,7 @@ v_u = 1 - s on U.
 """
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from tqdm import tqdm
@@ -88,18 +89,28 @@ def normaliser(batch, kept, norm):
     return len(batch) if norm == "batch" else len(kept)
 
 
-def batch_gradient(fm, w, X, y, batch, lam, keep=None, norm="batch", weight=None):
-    """g_t = (1/N_t) sum_{i in B_t kept} v_i grad CE_i(w) + lambda w; no data term if none kept.
+@dataclass(frozen=True, eq=False)
+class DataTerm:
+    """Which samples of a batch enter the data term of g_t, and its normaliser N_t:
+    ``keep`` an optional bool mask over range(n) (None: every sample), ``norm`` 'batch'
+    (N_t = |B_t|) or 'mean' (N_t = the kept count), ``weight`` an optional float tensor v over
+    range(n) multiplying CE_i (None: v = 1; v_i = 0 removes sample i)."""
+    keep: Optional[torch.Tensor] = None
+    norm: str = "batch"
+    weight: Optional[torch.Tensor] = None
 
-    weight: optional float tensor v over range(n) (None: v = 1); v_i = 0 removes sample i.
-    """
-    kept = kept_batch(batch, keep)
+
+def batch_gradient(fm, w, X, y, batch, lam, term=DataTerm()):
+    """g_t = (1/N_t) sum_{i in B_t kept} v_i grad CE_i(w) + lambda w; no data term if none kept
+    (``term``: a ``DataTerm``)."""
+    kept = kept_batch(batch, term.keep)
+    weight = term.weight
     if weight is not None:
         kept = kept[weight[kept] != 0]
     g = lam * w
     if len(kept) > 0:
         v = None if weight is None else weight[kept].to(w.dtype)
-        g = g + data_gradient(fm, w, X[kept], y[kept], normaliser(batch, kept, norm), v)
+        g = g + data_gradient(fm, w, X[kept], y[kept], normaliser(batch, kept, term.norm), v)
     return g
 
 
@@ -108,7 +119,7 @@ def sgd(fm, w0, X, y, schedule, cfg, keep=None, norm="batch",
     """Run clipped SGD (``cfg``: an SGDConfig) from w0 over ``schedule``; returns w_T.
 
     keep: optional bool mask over the n samples; samples outside it are never indexed.
-    weight: optional per-sample weight of the data term (``batch_gradient``).
+    keep, norm, weight: the data term (``DataTerm``).
     on_step(t, w_t, batch, eta_t, g_t) is called before each update (used by the
     Hessian-free precompute to run its recursion alongside training).
     A non-finite gradient or iterate stops the run: InputError naming ``desc``, the step
@@ -116,9 +127,10 @@ def sgd(fm, w0, X, y, schedule, cfg, keep=None, norm="batch",
     """
     w = w0.detach().clone()
     T = len(schedule)
+    term = DataTerm(keep, norm, weight)
     for t, batch in enumerate(tqdm(schedule, desc=desc, disable=not progress, leave=False)):
         eta = cfg.step_size(t)
-        g = batch_gradient(fm, w, X, y, batch, cfg.lam, keep, norm, weight)
+        g = batch_gradient(fm, w, X, y, batch, cfg.lam, term)
         gnorm = float(torch.linalg.vector_norm(g))
         if not math.isfinite(gnorm):
             raise InputError(f"{desc}: the gradient went non-finite at step {t + 1} of {T} "
