@@ -30,7 +30,7 @@ contiguous matrices; ``to_internal``/``from_internal`` convert. The fused in-pla
 ``contract_(A, eta)`` performs A <- A (I - eta J_t)^T row-wise, i.e. a <- (I - eta J_t) a
 for every row a of A.
 
-Two research options change the operator (``utils.hf.HFConfig``; the defaults give the
+Two research options change the operator (``utils.hfconfig.HFConfig``; the defaults give the
 paper's J_t above): curvature 'ggn' replaces H_Bt by the generalised Gauss-Newton matrix
 
     G_Bt = (1/|B_t|) sum_{i in B_t} J_f(x_i)^T (diag(p_i) - p_i p_i^T) J_f(x_i)
