@@ -141,8 +141,8 @@ class Experiment:
 
     # ------------------------------------------------------------------ original model
     def train_original(self, progress=True):
-        a = self.args
-        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, self.sgd_config, progress=progress and not a.quiet, desc="train original")
+        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, self.sgd_config,
+                   progress=progress and self.progress, desc="train original")
 
     def original(self):
         """(w_T, seconds spent training or 0 when cached); trains and caches on first use,
@@ -196,9 +196,8 @@ class Experiment:
 
     def retrain(self, progress=True):
         """Exact unlearning reference: the same SGD with U removed from every batch."""
-        a = self.args
-        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, self.sgd_config, keep=self.keep, norm=self.unlearn.retrain_norm,
-                   progress=progress and not a.quiet, desc="retrain")
+        return sgd(self.fm, self.w0, self.X, self.y, self.schedule, self.sgd_config, keep=self.keep,
+                   norm=self.unlearn.retrain_norm, progress=progress and self.progress, desc="retrain")
 
     def require_original(self):
         """w_T, or exit naming the command that trains it."""

@@ -48,7 +48,7 @@ def other_thread_count(threads):
 def floor_model(exp, kind):
     """(w, details): the retrain that defines the floor of ``kind`` for exp's config and U."""
     a = exp.args
-    common = dict(keep=exp.keep, norm=a.retrain_norm, progress=not a.quiet, desc=f"floor ({kind})")
+    common = dict(keep=exp.keep, norm=exp.unlearn.retrain_norm, progress=exp.progress, desc=f"floor ({kind})")
     if kind == "perturb":
         seed = a.seed + PERTURB_SEED_OFFSET
         w = sgd(exp.fm, perturbed_w0(exp.w0, seed), exp.X, exp.y, exp.schedule, exp.sgd_config, **common)

@@ -94,7 +94,7 @@ def diagnose(exp):
     w_T, _ = exp.original()
     a_sum, source = approximator_sum(exp, w_T)
     runs = [(s, weighted_train(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config, exp.U, s,
-                               progress=not a.quiet)) for s in S_VALUES]
+                               progress=exp.progress)) for s in S_VALUES]
     w_one = runs[-1][1]
     w_floor, _ = cached_floor(exp)
     out = {"rows": table_rows(w_T, runs, a_sum), "approximators": source, "floor_kind": a.floor,
