@@ -67,7 +67,7 @@ def main():
     naive_rows(exp.fm, w_T, exp.X[:1], exp.y[:1], lam, [0], False)
     for method in methods:
         _, seconds = timed(lambda: hessian_sum(exp.fm, w_T, exp.X, exp.y, lam, args.mem_budget_mb,
-                                               progress, f"Hessian ({method})", method))
+                                               f"Hessian ({method})" if progress else None, method))
         rows.append(dict(method=f"ours ({method})", samples=n, rows=d, measured_s=seconds, full_s=seconds))
     Xs, ys = exp.X[:s], exp.y[:s]
     ref, seconds = timed(lambda: naive_rows(exp.fm, w_T, Xs, ys, lam, list(range(c)), progress))
