@@ -131,7 +131,7 @@ def test_replay_online_equals_bank_and_reduced_precision(tmp_path):
         with pytest.raises(InputError, match="no approximator"):
             bank.gather([int(i) for i in range(exp.n) if i not in set(exp.U.tolist())][:1])
 
-        exp.args.bank_dtype = "float16"
+        exp = exp.with_flags(bank_dtype="float16")
         half, _ = precompute_bank(exp, w_T)
         assert half.manifest["bank_dtype"] == "float16"
         assert half.storage_bytes * 2 == bank.storage_bytes
