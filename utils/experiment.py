@@ -23,7 +23,7 @@ import time
 import torch
 
 from models import build_model
-from utils import artifacts, keys, resources
+from utils import artifacts, keys, methods, resources
 from utils.data import load_data
 from utils.forget import forget_set
 from utils.functional import FlatModel, evaluate
@@ -37,10 +37,7 @@ from utils.train import SGDConfig, make_schedule, pack_schedule, sgd, unpack_sch
 # they key the method's files, so two settings never overwrite each other.
 METHOD_FLAGS = {m: keys.FAMILIES[m] for m in keys.METHODS}
 # The script that writes each method, for "run this first" messages.
-METHOD_SCRIPTS = {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
-                  "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
-                  "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py",
-                  "Floor": "main_eva.py"}
+METHOD_SCRIPTS = {m.name: m.script for m in methods.METHOD_TABLE}
 
 
 def select_device(gpu):
@@ -304,7 +301,8 @@ def run_baseline(method, unlearn, args):
     """
     exp = Experiment(args)
     info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, device={exp.device}")
-    exp.check_writable([exp.forget_dir] + ([os.path.join(exp.train_dir, "cache")] if method in ("NU", "IJ") else []),
+    caches = methods.BY_NAME[method].kind == methods.SECOND_ORDER      # the Hessian (factor) cache
+    exp.check_writable([exp.forget_dir] + ([os.path.join(exp.train_dir, "cache")] if caches else []),
                        {exp.method_paths(method)[0]: 4 * exp.fm.d + 4096})
     w_T, train_s = exp.original()
     start = time.perf_counter()
