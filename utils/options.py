@@ -12,7 +12,7 @@ import os
 import tempfile
 import zipfile
 
-from utils.catalog import DATASETS, MODELS, model_fits
+from utils.catalog import DATASETS, MODELS, model_builder
 from utils import resources
 from utils.errors import InputError, fail, install_interrupt_hook
 
@@ -235,8 +235,8 @@ def validate(args):
     if args.model not in MODELS:
         raise InputError(f"--model: unknown model {args.model!r}; choose from {', '.join(MODELS)}")
     info = DATASETS[args.dataset]
-    ok, why = model_fits(args.model, info)
-    if not ok:
+    builder, why = model_builder(args.model, info)
+    if builder is None:
         raise InputError(f"--model: {args.model} does not fit dataset {args.dataset}: {why}")
     positive_ints = ["epochs", "batch_size", "num_dataset", "bs", "n_shadows",
                      "neggrad_batch", "noise_seeds"]
