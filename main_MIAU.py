@@ -1,6 +1,6 @@
 """Membership inference against unlearning (Chen et al., CCS 2021), SPEC section 11.
 
-    python3 main_MIAU.py <training flags> --num_forget 50 --method sorted_diff --attack_model LR
+    python3 main_MIAU.py <training flags> --num_forget 50 --features sorted_diff --attack_model LR
 
 Needs the original model and Retrain (main_retrain.py), and attacks every unlearned model
 saved for the same flags (Proposed, Proposed_noise, NU, IJ, ...). Features of each sample
