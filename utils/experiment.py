@@ -5,7 +5,7 @@ Layout under ``--log_dir``::
 
     <dataset>-<model>-n<n>-s<seed>-<train key>/      one training configuration
         manifest.json   original.pt
-        cache/<kind>-<key>.pt (+ .json)                precomputes (HF bank, Hessians, shadows)
+        cache/<kind>-<key>.pt (+ .json)                precomputes (Proposed bank, Hessians, shadows)
         forget-m<m>-<forget key>/                     one deletion set and test set
             <Method>-<method key>.pt / .json           unlearned model / metrics + manifest
 
