@@ -60,7 +60,7 @@ release() {
     capture "$dir/$tag-proposed.json" main_proposed.py "$@" --application --noise_seeds "$K"
     for ((i = 0; i < K; i++)); do
         capture "$dir/$tag-lira-$i.json" main_MIAL.py "$@" --noise_seeds "$K" --noise_seed "$i" --n_shadows "$SHADOWS"
-        capture "$dir/$tag-miau-$i.json" main_MIAU.py "$@" --noise_seeds "$K" --noise_seed "$i" --attack_model LR --method direct_diff
+        capture "$dir/$tag-miau-$i.json" main_MIAU.py "$@" --noise_seeds "$K" --noise_seed "$i" --attack_model LR --features direct_diff
     done
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fashion-MNIST, CNN and LeNet-5: Proposed (HF) against the retrained model for m = 40..1200
+# Fashion-MNIST, CNN and LeNet-5: Proposed against the retrained model for m = 40..1200
 # deletions (n=4000, seed 42). NU and IJ run for the CNN only: LeNet's d = 61,706 makes a
 # dense d x d Hessian of 15 GB (SECOND_ORDER=0 skips them; SEEDS=, MS=, MODELS= override the
 # grid). QUICK=1: n=200, 1 epoch, m=10. The tables of docs/results.md:

@@ -17,7 +17,7 @@ for seed in $SEEDS; do
     APPLICATION=1 unlearn_and_evaluate "${F[@]}"
     for attack in $ATTACKS; do
         for feature in $FEATURES; do
-            run main_MIAU.py "${F[@]}" --attack_model "$attack" --method "$feature"
+            run main_MIAU.py "${F[@]}" --attack_model "$attack" --features "$feature"
         done
     done
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # MNIST, convex (logistic regression) and non-convex (CNN): distance to the retrained model,
-# accuracy, unlearning and precompute time of Proposed (HF), NU and IJ for m = 10..300
+# accuracy, unlearning and precompute time of Proposed, NU and IJ for m = 10..300
 # deletions over 7 seeds (SEEDS=, MS=, MODELS=logistic|cnn override the grid; SECOND_ORDER=0
 # skips NU/IJ). QUICK=1: n=100, 2 epochs, 2 seeds, m=5, and NU/IJ for the logistic model only
 # (the CNN's exact 21,840 x 21,840 Hessian takes minutes). The cnn tables of docs/results.md:

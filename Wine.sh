@@ -14,8 +14,7 @@ for seed in $SEEDS; do
         F=(--model mlp --dataset wine --num_dataset 142 --batch_size 64 --epochs "$E" --lr 0.01 --lr_decay 0.9995 --clip 10 --regularization 0.005 --seed "$seed" --num_forget "$m")
         run main_retrain.py "${F[@]}"
         if [ "${BASELINES:-1}" = "1" ]; then
-            run main_finetune.py "${F[@]}"
-            run main_neggrad.py "${F[@]}"
+            run_kind first-order "${F[@]}"
         fi
         unlearn_and_evaluate "${F[@]}"
     done

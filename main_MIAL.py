@@ -16,6 +16,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
+from utils import methods
 from utils.experiment import Experiment, run_main
 from utils.lira import check_shadow_count, model_scores, offline_lira, online_lira
 from utils.errors import InputError
@@ -25,7 +26,7 @@ from utils.roc import roc_summary
 from utils.shadows import build_pool, shadow_scores
 from utils.targets import present_targets, results_base, write_report
 
-TARGETS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad"]
+TARGETS = methods.audited()
 ALPHAS = (0.01, 0.001)
 COLUMNS = ["target", "auc_forget", "tpr_at_1fpr_forget", "tpr_at_0.1fpr_forget", "auc_all", "tpr_at_1fpr_all",
            "tpr_at_0.1fpr_all", "offline_auc_forget", "offline_auc_all"]

@@ -1,6 +1,6 @@
 """Membership inference against unlearning (Chen et al., CCS 2021), SPEC section 11.
 
-    python3 main_MIAU.py <training flags> --num_forget 50 --method sorted_diff --attack_model LR
+    python3 main_MIAU.py <training flags> --num_forget 50 --features sorted_diff --attack_model LR
 
 Needs the original model and Retrain (main_retrain.py), and attacks every unlearned model
 saved for the same flags (Proposed, Proposed_noise, NU, IJ, ...). Features of each sample
@@ -15,6 +15,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
+from utils import methods
 from utils.experiment import Experiment, run_main
 from utils.mia import DEFAULT_FOLDS, DEFAULT_REPEATS, audit, features, posteriors
 from utils.errors import InputError
@@ -22,7 +23,7 @@ from utils.plots import roc_figure
 from utils.report import finish, info, table
 from utils.targets import present_targets, results_base, write_report
 
-TARGETS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad"]
+TARGETS = methods.audited()
 COLUMNS = ["target", "auc_heldout", "auc_heldout_std", "tpr_at_1fpr", "auc_insample", "tpr_at_1fpr_insample"]
 
 

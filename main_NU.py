@@ -13,7 +13,7 @@ if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 from utils.experiment import run_baseline, run_main
-from utils.newton import unlearn_ns
+from utils.newton import unlearn_nu
 
 if __name__ == "__main__":
-    run_main(run_baseline, "NU", unlearn_ns, ARGS)
+    run_main(run_baseline, "NU", unlearn_nu, ARGS)

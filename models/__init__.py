@@ -1,4 +1,5 @@
-"""Models of SPEC section 4, built by name. All are used in eval mode (see README).
+"""Models of SPEC section 4, built by name through the model table (``utils.catalog``:
+builder, accepted input shapes, Hessian engine). All are used in eval mode (see README).
 
 Models whose forward pass is a plain chain of layers also list it in ``layers()`` (the same
 function in eval mode, dropout being the identity there); the layered Hessian engine
@@ -10,7 +11,7 @@ import sys
 import torch
 from torch import nn
 
-from utils.catalog import DATASETS, MODELS, model_fits
+from utils.catalog import DATASETS, MODEL_BY_NAME, MODEL_TABLE, MODELS, model_builder
 from utils.errors import InputError
 
 
@@ -159,25 +160,29 @@ def resnet18(num_classes, pretrained="auto"):
 
 
 def build_model(name, dataset, pretrained="auto"):
-    """Build model ``name`` for ``dataset``; InputError for unknown names or misfits."""
+    """Build model ``name`` for ``dataset`` with the builder the model table
+    (``utils.catalog.MODEL_TABLE``) names for its inputs; InputError for unknown names or misfits."""
     if name not in MODELS:
         raise InputError(f"--model: unknown model {name!r}; choose from {', '.join(MODELS)}")
     if dataset not in DATASETS:
         raise InputError(f"--dataset: unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     info = DATASETS[dataset]
-    ok, why = model_fits(name, info)
-    if not ok:
+    builder, why = model_builder(name, info)
+    if builder is None:
         raise InputError(f"--model: {name} does not fit dataset {dataset}: {why}")
     in_features = 1
     for s in info["shape"]:
         in_features *= s
-    C = info["classes"]
-    if name == "logistic":
-        return Logistic(in_features, C)
-    if name == "mlp":
-        return MLP(in_features, C)
-    if name == "lenet":
-        return LeNet5(C)
-    if name == "cnn":
-        return CNNMnist(C) if info["shape"] == (1, 28, 28) else CNNCifar(C)
-    return resnet18(C, pretrained)
+    given = dict(in_features=in_features, num_classes=info["classes"], pretrained=pretrained)
+    return globals()[builder](*(given[arg] for arg in MODEL_BY_NAME[name].takes))
+
+
+def table_engine(module):
+    """The Hessian engine the model table gives ``module``'s class, or None for a module
+    whose class no row builds (a function's product, or a network defined elsewhere)."""
+    for row in MODEL_TABLE:
+        for _, builder in row.builders:
+            built = globals()[builder]
+            if isinstance(built, type) and isinstance(module, built):
+                return row.engine
+    return None

@@ -111,9 +111,20 @@ variant_flags() {  # LABEL
     python3 -m utils.options "$1"
 }
 
+# `run_kind KIND FLAGS...`: `run` the script of each method of KIND (a kind of the method
+# table, utils/methods.py: second-order, first-order, ...) with FLAGS.
+run_kind() {
+    local kind=$1 script scripts=()
+    shift
+    mapfile -t scripts < <(python3 -m utils.methods "$kind") && wait $! || exit 2
+    for script in ${scripts[@]+"${scripts[@]}"}; do
+        run "$script" "$@"
+    done
+}
+
 # `unlearn_and_evaluate FLAGS...`: Retrain, Proposed for each label of VARIANTS (with
-# --application when APPLICATION=1), NU and IJ (unless SECOND_ORDER=0), then main_eva for
-# the configuration, with one row per variant.
+# --application when APPLICATION=1), the second-order methods NU and IJ (unless
+# SECOND_ORDER=0), then main_eva for the configuration, with one row per variant.
 unlearn_and_evaluate() {
     local cert=() rows=() label vflags
     [ "${APPLICATION:-0}" = "1" ] && cert=(--application)
@@ -122,10 +133,7 @@ unlearn_and_evaluate() {
         vflags=(); mapfile -t vflags < <(variant_flags "$label") && wait $! || exit 2
         run main_proposed.py "$@" ${vflags[@]+"${vflags[@]}"} ${cert[@]+"${cert[@]}"}
     done
-    if [ "${SECOND_ORDER:-1}" = "1" ]; then
-        run main_NU.py "$@"
-        run main_IJ.py "$@"
-    fi
+    [ "${SECOND_ORDER:-1}" = "1" ] && run_kind second-order "$@"
     [ "${VARIANTS:-paper}" != "paper" ] && rows=(--proposed_rows "$(echo ${VARIANTS} | tr ' ' ',')")
     run main_eva.py "$@" ${rows[@]+"${rows[@]}"} ${cert[@]+"${cert[@]}"}
 }

@@ -22,8 +22,7 @@ for seed in $SEEDS; do
     F=(--model resnet18 --dataset "$DATASET" --num_dataset "$N" --batch_size "$BATCH" --epochs "$EPOCHS" --lr "$LR" --lr_decay "$DECAY" --clip "$CLIP" --regularization "$LAMBDA" --seed "$seed" --num_forget "$M")
     run main_retrain.py "${F[@]}"
     run main_proposed.py "${F[@]}" --hf_candidates forget
-    run main_finetune.py "${F[@]}"
-    run main_neggrad.py "${F[@]}"
+    run_kind first-order "${F[@]}"
     run main_eva.py "${F[@]}" --hf_candidates forget
 done
 finish_sweep

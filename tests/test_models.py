@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from models import build_model
+from utils.catalog import DATASETS, MODEL_TABLE, model_builder
 from utils.functional import FlatModel
 from utils.errors import InputError
+from utils.hvp import choose_engine
 
 
 @pytest.mark.parametrize("name, dataset, count", [
@@ -51,3 +53,25 @@ def test_unknown_and_misfit_models():
         build_model("vit", "mnist")
     with pytest.raises(InputError, match="does not fit"):
         build_model("lenet", "cifar")
+
+
+@pytest.mark.parametrize("row", MODEL_TABLE, ids=lambda row: row.name)
+def test_the_model_table_builds_each_model_for_every_dataset_it_accepts(row):
+    """Each model on each dataset its row accepts: the builder named, the right logits, the
+    row's engine; on the others, the one-line misfit error."""
+    accepted = 0
+    for dataset, info in DATASETS.items():
+        builder, why = model_builder(row.name, info)
+        if builder is None:
+            with pytest.raises(InputError, match=f"does not fit dataset {dataset}: {why}"):
+                build_model(row.name, dataset, pretrained="none")
+            continue
+        module = build_model(row.name, dataset, pretrained="none")
+        assert builder == type(module).__name__ or builder == row.name == "resnet18"
+        fm = FlatModel(module)
+        assert choose_engine(fm) == row.engine
+        accepted += 1
+        if row.name == "resnet18" and info["channels"] == 1:
+            continue        # accepted as an image dataset, but torchvision's ResNet takes 3 channels
+        assert fm.logits(fm.initial_vector(), torch.randn(2, *info["shape"])).shape == (2, info["classes"])
+    assert accepted >= 1

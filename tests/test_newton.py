@@ -14,7 +14,7 @@ from utils.experiment import Experiment
 from utils.functional import FlatModel, per_sample_ce
 from utils.hessian import gradient_sum, hessian_sum
 from utils.newton import (DAMPING_GRID, factorize, full_hessian, ij_factor, ij_step, newton_step,
-                          smallest_pd_damping, solve, unlearn_ij, unlearn_ns)
+                          smallest_pd_damping, solve, unlearn_ij, unlearn_nu)
 from utils.errors import InputError
 from utils.options import parse_args
 
@@ -94,7 +94,7 @@ def test_cached_precompute_reused_and_reproducible(dirs):
     w2, c2 = unlearn_ij(exp, w_T)
     assert not c1["precompute_cached"] and c2["precompute_cached"]
     assert torch.equal(w1, w2) and c1["precompute_s"] == c2["precompute_s"]
-    v1, d1 = unlearn_ns(exp, w_T)  # reuses the full-data Hessian the IJ precompute cached
+    v1, d1 = unlearn_nu(exp, w_T)  # reuses the full-data Hessian the IJ precompute cached
     assert d1["precompute_cached"] and torch.isfinite(v1).all() and not torch.equal(v1, w_T)
     assert c1["storage_bytes"] >= exp.fm.d ** 2 * 4
 

@@ -287,3 +287,9 @@ def test_stalled_rank_ends_the_run_with_one_line():
         procs[1].communicate()
     assert procs[0].returncode == 2
     assert err.splitlines()[-1].startswith("error: rank 0: a barrier did not complete within --dist_timeout 2 s")
+
+
+def test_miau_features_flag_keeps_method_as_its_other_spelling():
+    """--features and the original --method set the same value, stored under 'method'."""
+    for spelling in ("--features", "--method"):
+        assert parse_args(WINE + [spelling, "l2_distance"]).method == "l2_distance"

@@ -12,9 +12,10 @@ import glob
 import os
 import sys
 
+from utils import methods
 from utils.artifacts import read_json, write_text
 
-TARGET_ORDER = ["Original", "Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad"]
+TARGET_ORDER = ["Original"] + methods.audited()
 
 
 def _setting(record):

@@ -1,4 +1,6 @@
-"""Static facts about datasets and models, used for validation before any loading."""
+"""Static facts about datasets and models, used for validation before any loading: the
+dataset table and the model table (standard library only)."""
+from dataclasses import dataclass
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,18 +21,48 @@ DATASETS = {
     "cancer": dict(kind="tabular", shape=(30,), classes=2, channels=1, train_size=455),
 }
 
-MODELS = ["logistic", "mlp", "cnn", "lenet", "resnet18"]
+# accepted input shapes of a model-table builder besides a per-sample shape
+ANY, IMAGE = "any", "image"
 
 
-def model_fits(model, info):
-    """(ok, reason): whether ``model`` can take inputs of dataset ``info``."""
-    shape = info["shape"]
-    if model in ("logistic", "mlp"):
-        return True, ""
-    if info["kind"] != "image":
-        return False, "it needs image inputs"
-    if model == "lenet" and shape != (1, 28, 28):
-        return False, "LeNet-5 takes 1x28x28 images"
-    if model == "cnn" and shape not in ((1, 28, 28), (3, 32, 32)):
-        return False, "the cnn takes 1x28x28 or 3x32x32 images"
-    return True, ""
+@dataclass(frozen=True)
+class Model:
+    """One model of the zoo (``models``), built by name.
+
+    builders: ((accepted input shape, builder), ...); the first that accepts the dataset
+        builds the model. The shape is a per-sample input shape, ANY (every dataset, inputs
+        flattened) or IMAGE (every image dataset); the builder is the name of a class or
+        function of ``models``, named here so that this table is read before torch is imported.
+    takes: the builder's arguments, by name: in_features, num_classes, pretrained.
+    engine: the Hessian engine 'auto' picks for it (``utils.hvp.choose_engine``).
+    title: how a message names it.
+    """
+    name: str
+    builders: tuple
+    takes: tuple
+    engine: str
+    title: str = ""
+
+
+MODEL_TABLE = (
+    Model("logistic", ((ANY, "Logistic"),), ("in_features", "num_classes"), "closed"),
+    Model("mlp", ((ANY, "MLP"),), ("in_features", "num_classes"), "layers"),
+    Model("cnn", (((1, 28, 28), "CNNMnist"), ((3, 32, 32), "CNNCifar")), ("num_classes",), "layers", "the cnn"),
+    Model("lenet", (((1, 28, 28), "LeNet5"),), ("num_classes",), "layers", "LeNet-5"),
+    Model("resnet18", ((IMAGE, "resnet18"),), ("num_classes", "pretrained"), "vjp"),
+)
+MODEL_BY_NAME = {m.name: m for m in MODEL_TABLE}
+MODELS = list(MODEL_BY_NAME)
+
+
+def model_builder(model, info):
+    """(builder, "") of ``model`` for inputs of dataset ``info`` (a builder name of the model
+    table), or (None, why it cannot take them)."""
+    row = MODEL_BY_NAME[model]
+    image = info["kind"] == "image"
+    for shape, builder in row.builders:
+        if shape == ANY or image and shape in (IMAGE, info["shape"]):
+            return builder, ""
+    if not image:
+        return None, "it needs image inputs"
+    return None, f"{row.title} takes {' or '.join('x'.join(map(str, s)) for s, _ in row.builders)} images"

@@ -5,7 +5,7 @@ Layout under ``--log_dir``::
 
     <dataset>-<model>-n<n>-s<seed>-<train key>/      one training configuration
         manifest.json   original.pt
-        cache/<kind>-<key>.pt (+ .json)                precomputes (HF bank, Hessians, shadows)
+        cache/<kind>-<key>.pt (+ .json)                precomputes (Proposed bank, Hessians, shadows)
         forget-m<m>-<forget key>/                     one deletion set and test set
             <Method>-<method key>.pt / .json           unlearned model / metrics + manifest
 
@@ -24,7 +24,7 @@ import time
 import torch
 
 from models import build_model
-from utils import artifacts, keys, resources
+from utils import artifacts, keys, methods, resources
 from utils.data import load_data
 from utils.forget import forget_set
 from utils.functional import FlatModel, evaluate
@@ -39,10 +39,7 @@ from utils.train import SGDConfig, make_schedule, pack_schedule, sgd, unpack_sch
 # they key the method's files, so two settings never overwrite each other.
 METHOD_FLAGS = {m: keys.FAMILIES[m] for m in keys.METHODS}
 # The script that writes each method, for "run this first" messages.
-METHOD_SCRIPTS = {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
-                  "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
-                  "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py",
-                  "Floor": "main_eva.py"}
+METHOD_SCRIPTS = {m.name: m.script for m in methods.METHOD_TABLE}
 
 
 def select_device(gpu):
@@ -307,7 +304,8 @@ def run_baseline(method, unlearn, args):
     """
     exp = Experiment(args)
     info(f"data: {exp.data.source}; n={exp.n}, d={exp.fm.d}, m={len(exp.U)}, device={exp.device}")
-    exp.check_writable([exp.forget_dir] + ([os.path.join(exp.train_dir, "cache")] if method in ("NU", "IJ") else []),
+    caches = methods.BY_NAME[method].kind == methods.SECOND_ORDER      # the Hessian (factor) cache
+    exp.check_writable([exp.forget_dir] + ([os.path.join(exp.train_dir, "cache")] if caches else []),
                        {exp.method_paths(method)[0]: 4 * exp.fm.d + 4096})
     w_T, train_s = exp.original()
     start = time.perf_counter()

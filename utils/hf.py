@@ -131,7 +131,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
             check_divergence(A, t, len(schedule), cfg.reach_bound(t + 1), power)
 
     w_T = sgd(fm, w0, X, y, schedule, cfg, on_step=on_step,
-              progress=progress, desc="HF precompute")
+              progress=progress, desc="Proposed precompute")
     A = state["op"].from_internal(A) if "op" in state else A
     return w_T, A, torch.tensor(power.per_step if power else [], dtype=torch.float64)
 

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import grad, jvp, vjp, vmap
 
-from models import Logistic
+from models import table_engine
 from utils.functional import data_loss
 from utils.layered_hvp import LayeredHVP, has_layers
 from utils.errors import InputError
@@ -331,18 +331,20 @@ ENGINES = ["auto", "closed", "layers", "jvp", "vjp"]
 
 
 def closed_form_available(fm):
-    return isinstance(fm.module, Logistic)
+    """Whether the model table gives the model the closed form (the logistic model)."""
+    return table_engine(fm.module) == "closed"
 
 
 def choose_engine(fm, engine="auto"):
-    """The engine (one of ENGINES but 'auto') for the model: 'auto' -> 'closed' for the
-    logistic model, 'layers' for the other models with a ``layers()`` chain, else 'vjp'
-    (measured faster than 'jvp' on the MNIST cnn: bench/bench_precompute.py). InputError when
-    the engine asked for does not apply to the model."""
+    """The engine (one of ENGINES but 'auto') for the model: 'auto' -> the engine of the
+    model table (``utils.catalog.MODEL_TABLE``: 'closed' for the logistic model); for a
+    module no row builds, 'layers' when it has a ``layers()`` chain, else 'vjp' (measured
+    faster than 'jvp' on the MNIST cnn: bench/bench_precompute.py). InputError when the
+    engine asked for does not apply to the model."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
     if engine == "auto":
-        return "closed" if closed_form_available(fm) else "layers" if has_layers(fm) else "vjp"
+        return table_engine(fm.module) or ("layers" if has_layers(fm) else "vjp")
     if engine == "closed" and not closed_form_available(fm):
         raise InputError("the closed-form Hessian engine exists only for --model logistic")
     if engine == "layers" and not has_layers(fm):

@@ -2,9 +2,10 @@
 
 Every value that changes a stored number is part of the key of the file that holds it, so
 two settings never share (or overwrite) a file and a rerun finds exactly what it cached.
-``FAMILIES[name]`` lists the flags whose values a key hashes directly; ``DERIVED[name]``
-lists the inputs a key hashes that are computed from flags (the data actually loaded, the
-device type, the initial weights, the forget set), with the flags they come from. Files
+``FAMILIES[name]`` lists the flags whose values a key hashes directly (a method's come from
+the method table, ``utils.methods``); ``DERIVED[name]`` lists the inputs a key hashes that
+are computed from flags (the data actually loaded, the device type, the initial weights, the
+forget set), with the flags they come from. Files
 nested in a keyed folder inherit its key: everything under a training folder is keyed by
 "train", every method file of a deletion set by "forget" too.
 
@@ -16,6 +17,8 @@ import hashlib
 
 import torch
 
+from utils import methods
+
 # family -> flags hashed directly into its key (read by the key functions themselves)
 FAMILIES = {
     # <log_dir>/<dataset>-<model>-n-s-<key>/: original.pt, manifest.json, cache/, forget-*/
@@ -23,19 +26,8 @@ FAMILIES = {
               "seed", "clip", "regularization", "reshuffle", "pretrained"],
     # <train dir>/forget-m<m>-<key>/: every method's model and metrics for one U and test set
     "forget": ["test_train_rate"],
-    # <forget dir>/<Method>-<key>.pt/.json
-    "Retrain": ["retrain_norm"],
-    "Proposed": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
-                 "hf_variant", "hf_curvature", "hf_damping"],
-    "Proposed_noise": ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
-                       "hf_variant", "hf_curvature", "hf_damping",
-                       "epsilon", "delta", "std", "rho", "noise_seed"],
-    "NU": ["damping_factor", "hessian_solver"],
-    "IJ": ["damping_factor", "hessian_solver"],
-    "Finetune": ["finetune_epochs"],
-    "NegGrad": ["neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"],
-    # the noise floor of the distance: a perturbed (or float64, or other-thread-count) retrain
-    "Floor": ["retrain_norm", "floor"],
+    # <forget dir>/<Method>-<key>.pt/.json: one family per row of the method table
+    **{m.name: list(m.flags) for m in methods.METHOD_TABLE},
     # <train dir>/cache/<kind>-<key>
     "hfbank": ["retrain_norm", "bank_dtype", "hf_variant", "hf_curvature", "hf_damping"],
     "hessian": [],
@@ -49,7 +41,7 @@ FAMILIES = {
     # <results_dir>/eva-* result files (also keyed by train, forget and every method)
     "eva": ["proposed_rows"],
 }
-METHODS = ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad", "Floor"]
+METHODS = methods.names()
 
 # family -> {input hashed into its key: the flags it is computed from}
 DERIVED = {

@@ -3,7 +3,7 @@
 For a sample x, p_orig = softmax(f(w_T; x)) and p_unl = softmax(f(w_unl; x)) are the
 posteriors of the original and of the unlearned model. The attack tells forgotten
 samples (label 1) from retained training samples (label 0) using one feature vector
-per sample, built by ``--method`` (o = argsort(p_orig) in descending order):
+per sample, built by ``--features`` (o = argsort(p_orig) in descending order):
 
     direct_diff    p_orig - p_unl                                   (C values)
     sorted_diff    p_orig[o] - p_unl[o]                              (C values)

@@ -1,16 +1,16 @@
-"""Second-order baselines (SPEC section 9): Newton step (NS) and infinitesimal jackknife (IJ).
+"""Second-order baselines (SPEC section 9): Newton step (NU) and infinitesimal jackknife (IJ).
 
 With l_i(w) = CE_i(w) + (lambda/2)||w||^2 at w_T, H = (1/n) sum_i hess l_i,
 H_U = (1/m) sum_{u in U} hess l_u, g_U = sum_{u in U} grad l_u and damping kappa:
 
-    NS:  H_rest = (n H - m H_U) / (n - m) + kappa I;   w = w_T + (1/(n-m)) H_rest^{-1} g_U
+    NU:  H_rest = (n H - m H_U) / (n - m) + kappa I;   w = w_T + (1/(n-m)) H_rest^{-1} g_U
     IJ:  w = w_T + (1/n) (H + kappa I)^{-1} g_U
 
 The systems are solved from a factorisation in float64, never an explicit inverse:
 Cholesky when the damped Hessian is positive definite; otherwise (a non-convex model away
 from a minimum) --hessian_solver decides: 'cholesky' stops with the smallest eigenvalue,
 'lu' and 'auto' solve the indefinite system by LU (as the formula, and the authors'
-matrix inverse, do). The precompute is the summed full-data Hessian n H (NS) and the
+matrix inverse, do). The precompute is the summed full-data Hessian n H (NU) and the
 factorisation of H + kappa I (IJ), cached per training configuration under
 ``<train dir>/cache`` and reused by every deletion set.
 """
@@ -62,7 +62,7 @@ def solve(factor, b):
 
 
 def newton_step(w_T, H_sum, H_sum_U, g_U, n, m, kappa, solver="cholesky"):
-    """NS: w_T + (1/(n-m)) [ (H_sum - H_sum_U)/(n-m) + kappa I ]^{-1} g_U; returns (w, factor).
+    """NU: w_T + (1/(n-m)) [ (H_sum - H_sum_U)/(n-m) + kappa I ]^{-1} g_U; returns (w, factor).
 
     ``H_sum`` = n H (all n samples), ``H_sum_U`` = m H_U (the m deleted samples).
     """
@@ -190,8 +190,8 @@ def bar_label(exp, label):
     return label if exp.progress else None
 
 
-def unlearn_ns(exp, w_T):
-    """NS unlearned model and its costs (precompute_s, unlearn_s, storage_bytes, ...)."""
+def unlearn_nu(exp, w_T):
+    """NU unlearned model and its costs (precompute_s, unlearn_s, storage_bytes, ...)."""
     H, precompute_s, cached = full_hessian(exp, w_T)
     start = time.perf_counter()
     w, factor = newton_step(w_T, H, forget_hessian(exp, w_T), forget_gradient(exp, w_T), exp.n,

@@ -12,7 +12,7 @@ import os
 import tempfile
 import zipfile
 
-from utils.catalog import DATASETS, MODELS, model_fits
+from utils.catalog import DATASETS, MODELS, model_builder
 from utils import resources
 from utils.errors import InputError, fail, install_interrupt_hook
 
@@ -89,8 +89,10 @@ def build_parser():
 
     g = p.add_argument_group("audits", "membership inference: main_MIAU.py (MIA-U), main_MIAL.py (LiRA)").add_argument
     g("--attack_model", choices=["LR", "MLP"], default="LR", help="MIA-U attack classifier")
-    g("--method", choices=["direct_diff", "sorted_diff", "direct_concat", "sorted_concat", "l2_distance"],
-      default="direct_diff", help="MIA-U feature construction")
+    g("--features", "--method", dest="method", default="direct_diff",
+      choices=["direct_diff", "sorted_diff", "direct_concat", "sorted_concat", "l2_distance"],
+      help="MIA-U feature construction (--method: the same flag under its original name, which "
+           "the stored keys and result files keep)")
     g("--n_shadows", type=int, default=16, help="LiRA shadow models")
     g("--n_nonmembers", type=int, default=0, help="LiRA pool non-members (0 = n, or all available when fewer)")
     g("--fix_variance", action="store_true", help="LiRA: one global variance for the IN and OUT Gaussians")
@@ -235,8 +237,8 @@ def validate(args):
     if args.model not in MODELS:
         raise InputError(f"--model: unknown model {args.model!r}; choose from {', '.join(MODELS)}")
     info = DATASETS[args.dataset]
-    ok, why = model_fits(args.model, info)
-    if not ok:
+    builder, why = model_builder(args.model, info)
+    if builder is None:
         raise InputError(f"--model: {args.model} does not fit dataset {args.dataset}: {why}")
     positive_ints = ["epochs", "batch_size", "num_dataset", "bs", "n_shadows",
                      "neggrad_batch", "noise_seeds"]

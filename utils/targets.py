@@ -1,28 +1,25 @@
 """The models a privacy audit attacks, and where its results go."""
 import os
 
-from utils import artifacts, keys
+from utils import artifacts, keys, methods
 from utils.experiment import METHOD_SCRIPTS, command_line
 from utils.provenance import provenance
 from utils.report import info
-
-
-# Methods whose absence is worth a notice; the large-model baselines are attacked when present.
-EXPECTED = ["Proposed", "Proposed_noise", "NU", "IJ"]
 
 
 def present_targets(exp, wanted):
     """{method: w} for the saved unlearned models among ``wanted`` (Retrain required).
 
     Retrain, the exact-unlearning reference, must exist (InputError naming the command);
-    each missing method of EXPECTED gets a one-line notice naming the command that makes it.
+    each missing method that the method table marks ``expected`` gets a one-line notice
+    naming the command that makes it.
     """
     exp.require_method("Retrain")
     found = exp.saved_methods()
     if exp.args.application and "Proposed_noise" not in found:
         exp.require_method("Proposed_noise")       # asked for (--application) but never released
     for method in wanted:
-        if method not in found and method in EXPECTED:
+        if method not in found and methods.BY_NAME[method].expected:
             script, *extra = METHOD_SCRIPTS[method].split()
             info(f"notice: no {method} model for this configuration; to include it run: "
                  f"{' '.join([command_line(script)] + extra)}")
