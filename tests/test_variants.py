@@ -160,8 +160,8 @@ def test_method_table_puts_each_method_beside_the_floor():
                  removed_mean="", test_acc_mean="0.9", test_acc_std="0"),
             dict(base, method="Proposed[authors]", distance_mean="0.02", distance_std="0.002", floor_mean="1e-6",
                  removed_mean="0.6", removed_std="0.1", alignment_mean="0.9", alignment_std="0.01",
-                 test_acc_mean="0.91", test_acc_std="0.01")]
+                 test_acc_mean="0.91", test_acc_std="0.01", unlearn_s_mean="2.5", unlearn_s_std="0.5")]
     text = markdown(rows)
     assert "wine / mlp, n = 142, m = 7 (floor 1e-06)" in text
-    assert "| Original | 6 | 0.05 ± 0.01 (5e+04x) | - | - | 0.9 ± 0 |" in text
-    assert "| Proposed[authors] | 6 | 0.02 ± 0.002 (2e+04x) | 0.6 ± 0.1 | 0.9 ± 0.01 | 0.91 ± 0.01 |" in text
+    assert "| Original | 6 | 0.05 ± 0.01 (5e+04x) | - | - | 0.9 ± 0 | - |" in text
+    assert "| Proposed[authors] | 6 | 0.02 ± 0.002 (2e+04x) | 0.6 ± 0.1 | 0.9 ± 0.01 | 0.91 ± 0.01 | 2.5 ± 0.5 |" in text

@@ -5,7 +5,8 @@
 Reads ``<results_dir>/eva_summary.csv`` (written by ``main_eva.py --aggregate`` at the end of
 every sweep) and prints, for each (dataset, model, n, m), every method's distance to Retrain
 (mean ± std over seeds, and mean distance / mean floor), the fraction of Original's distance
-it removes, its alignment with Retrain's direction and its test accuracy: the form in which
+it removes, its alignment with Retrain's direction, its test accuracy and its unlearning time
+(Proposed in replay mode: one replay of training): the form in which
 docs/results.md compares the variants of Proposed (``VARIANTS=...``) with Original, Retrain
 and the floor. ``--figure`` also draws, per setting, each method's removed against its
 alignment (mean over seeds, one marker per method).
@@ -16,7 +17,7 @@ import os
 import sys
 
 COLUMNS = [("distance", "distance (x floor)"), ("removed", "removed"), ("alignment", "alignment"),
-           ("test_acc", "test acc")]
+           ("test_acc", "test acc"), ("unlearn_s", "unlearning time (s)")]
 
 
 def _stat(row, metric, digits=4):
