@@ -23,10 +23,10 @@ from utils.experiment import Experiment, run_main
 from utils.plots import roc_figure
 from utils.report import finish, info, table
 from utils.targets import results_base, write_report
-from utils.ulira import (bootstrap_auc_sd, check_shadow_count, heldout_scores, pair_targets, shadow_models,
-                         summarise, target_scores)
+from utils.ulira import (bootstrap_auc_sd, check_shadow_count, heldout_scores, pair_targets, paired_gap,
+                         shadow_models, summarise, target_scores)
 
-COLUMNS = ["method", "auc", "auc_sd", "tpr_at_1fpr", "tpr_at_0.1fpr", "pairs", "seconds", "s_per_shadow"]
+COLUMNS = ["method", "auc", "auc_sd", "tpr_at_1fpr", "tpr_at_0.1fpr", "pairs", "score_gap", "seconds", "s_per_shadow"]
 
 
 def main(args):
@@ -50,6 +50,7 @@ def main(args):
         secs = float(models[f"{key}_s"].sum())
         results[name] = {"auc": r["auc"], "auc_sd": bootstrap_auc_sd(pos, neg, targets),
                          "tpr_at_1fpr": r["tpr_at_0.01"], "tpr_at_0.1fpr": r["tpr_at_0.001"], "pairs": r["pairs"],
+                         "score_gap": paired_gap(phi[key], phi["Retrain"], member),
                          "seconds": secs if secs > 0 else None, "s_per_shadow": secs / K if secs > 0 else None}
         rows.append(dict(method=name, **results[name]))
 
@@ -67,7 +68,8 @@ def main(args):
         f"method's K shadow models (Original: inside Proposed's replay, '-'); Proposed: replay mode, one replay "
         f"per shadow; Retrain: an independent exact retrain from a fresh seed (the null: AUC ~0.5 up to noise)",
         f"FPR resolution: 1/{pairs} (TPR at FPR below it is the TPR at FPR 0); auc_sd: bootstrap over the "
-        f"targets",
+        f"targets; score_gap: mean |phi_u(shadow) - phi_u(its exact retrain)| over the pairs (Original: the "
+        f"signal to remove; Retrain: the seed-to-seed spread)",
         table(rows, COLUMNS), f"figure: {png}"])
     write_report(exp, base, config, results, png, text)
     finish(results, args.json, text + f"\nwritten: {base}.txt, .json")

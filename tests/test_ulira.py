@@ -17,7 +17,8 @@ from utils.experiment import Experiment
 from utils.lira import shadow_seed
 from utils.options import parse_args
 from utils.train import sgd
-from utils.ulira import bootstrap_auc_sd, cache_paths, check_shadow_count, pair_targets, gaussian_fit, heldout_scores, shadow_setup, summarise
+from utils.ulira import (bootstrap_auc_sd, cache_paths, check_shadow_count, gaussian_fit, heldout_scores, pair_targets,
+                         paired_gap, shadow_setup, summarise)
 
 # Wine logistic regression, full-batch steps (one per epoch), large lr, little regularisation:
 # members are visible, so the Original row is clearly above the Retrain row (the test has
@@ -82,6 +83,15 @@ def test_summary_matches_pair_counting():
     for alpha in (0.01, 0.001):
         tpr = max(np.mean(pos >= t) for t in np.r_[pos, neg, np.inf] if np.mean(neg >= t) <= alpha)
         assert r[f"tpr_at_{alpha:g}"] == pytest.approx(tpr)
+
+
+def test_paired_gap_averages_member_pairs_only():
+    rng = np.random.default_rng(4)
+    member = balanced_member(6, 5, rng)
+    a, b = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    slow = [abs(a[k, u] - b[k, u]) for k in range(6) for u in range(5) if member[k, u]]
+    assert paired_gap(a, b, member) == pytest.approx(sum(slow) / len(slow), rel=1e-12)
+    assert paired_gap(a, a, member) == 0.0
 
 
 def test_pair_targets_follow_the_pair_order():
@@ -152,6 +162,7 @@ def test_quick_run_writes_finite_results_and_reuses_its_shadows(quick):
         assert row["pairs"] == 6 // 2 * 40
         for k in ("auc", "tpr_at_1fpr", "tpr_at_0.1fpr"):
             assert math.isfinite(row[k]) and 0 <= row[k] <= 1
+        assert math.isfinite(row["score_gap"]) and row["score_gap"] > 0
     assert res["Original"]["seconds"] is None and res["Proposed"]["seconds"] > 0
     assert quick["second"] == res                      # cached shadows: the same numbers
     before, after = quick["caches"]

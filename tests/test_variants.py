@@ -161,8 +161,22 @@ def test_method_table_puts_each_method_beside_the_floor():
                  removed_mean="", test_acc_mean="0.9", test_acc_std="0"),
             dict(base, method="Proposed[authors]", distance_mean="0.02", distance_std="0.002", floor_mean="1e-6",
                  removed_mean="0.6", removed_std="0.1", alignment_mean="0.9", alignment_std="0.01",
-                 test_acc_mean="0.91", test_acc_std="0.01")]
+                 test_acc_mean="0.91", test_acc_std="0.01", unlearn_s_mean="2.5", unlearn_s_std="0.5")]
     text = markdown(rows)
     assert "wine / mlp, n = 142, m = 7 (floor 1e-06)" in text
-    assert "| Original | 6 | 0.05 ± 0.01 (5e+04x) | - | - | 0.9 ± 0 |" in text
-    assert "| Proposed[authors] | 6 | 0.02 ± 0.002 (2e+04x) | 0.6 ± 0.1 | 0.9 ± 0.01 | 0.91 ± 0.01 |" in text
+    assert "| Original | 6 | 0.05 ± 0.01 (5e+04x) | - | - | 0.9 ± 0 | - |" in text
+    assert "| Proposed[authors] | 6 | 0.02 ± 0.002 (2e+04x) | 0.6 ± 0.1 | 0.9 ± 0.01 | 0.91 ± 0.01 | 2.5 ± 0.5 |" in text
+
+
+def test_method_table_per_seed_lists_each_run(tmp_path):
+    import json
+    from tools.method_table import per_seed
+    setting = dict(dataset="mnist", model="cnn", num_dataset=1000, num_forget=10)
+    for seed, removed in ((124, 0.2), (42, 0.06)):
+        methods = {"Original": dict(floor=0.01 * seed, removed=None, alignment=None),
+                   "Proposed": dict(floor=0.01 * seed, removed=removed, alignment=0.5),
+                   "Retrain": dict(floor=0.01 * seed, removed=None, alignment=None)}
+        (tmp_path / f"eva-{seed}.json").write_text(json.dumps(dict(setting=setting, seed=seed, methods=methods)))
+    lines = per_seed(str(tmp_path)).splitlines()
+    assert lines[2] == "| seed | floor | Proposed |"
+    assert lines[4:6] == ["| 42 | 0.42 | 0.060 / 0.50 |", "| 124 | 1.2 | 0.200 / 0.50 |"]
