@@ -5,12 +5,13 @@ from utils.options import parse_args
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.baselines import finetune
+from utils.baselines import FineTuneConfig, finetune
 from utils.experiment import run_baseline, run_main
 
 
 def unlearn(exp, w_T):
-    return finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, exp.args, len(exp.schedule), progress=not exp.args.quiet)
+    return finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, FineTuneConfig.from_args(exp.args), len(exp.schedule),
+                    progress=exp.progress)
 
 
 if __name__ == "__main__":

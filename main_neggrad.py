@@ -4,12 +4,12 @@ from utils.options import parse_args
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.baselines import neggrad
+from utils.baselines import NegGradConfig, neggrad
 from utils.experiment import run_baseline, run_main
 
 
 def unlearn(exp, w_T):
-    return neggrad(exp.fm, w_T, exp.X, exp.y, exp.U, exp.args)
+    return neggrad(exp.fm, w_T, exp.X, exp.y, exp.U, NegGradConfig.from_args(exp.args))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import json
 import torch
 
 from helpers import WINE, run_script
-from utils.baselines import finetune, neggrad
+from utils.baselines import FineTuneConfig, NegGradConfig, finetune, neggrad
 from utils.experiment import Experiment
 from utils.functional import evaluate
 from utils.options import parse_args
@@ -16,9 +16,9 @@ def test_finetune_lowers_remaining_loss_and_neggrad_raises_forget_loss(dirs):
     w_T = exp.train_original(progress=False)
     rest = exp.keep.nonzero().squeeze(1)
     loss = lambda w, idx: evaluate(exp.fm, w, exp.X[idx], exp.y[idx])[1]
-    w_ft = finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, exp.args, len(exp.schedule))
+    w_ft = finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, FineTuneConfig.from_args(exp.args), len(exp.schedule))
     assert loss(w_ft, rest) < loss(w_T, rest)
-    w_ng = neggrad(exp.fm, w_T, exp.X, exp.y, exp.U, exp.args)
+    w_ng = neggrad(exp.fm, w_T, exp.X, exp.y, exp.U, NegGradConfig.from_args(exp.args))
     assert loss(w_ng, exp.U) > loss(w_T, exp.U)
 
 
@@ -26,7 +26,7 @@ def test_finetune_never_reads_forgotten_samples(dirs):
     exp = Experiment(parse_args(WINE + dirs + ["--epochs", "2", "--finetune_epochs", "2"]))
     w_T = exp.train_original(progress=False)
     exp.X[exp.U] = float("nan")
-    assert torch.isfinite(finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, exp.args, 0)).all()
+    assert torch.isfinite(finetune(exp.fm, w_T, exp.X, exp.y, exp.keep, FineTuneConfig.from_args(exp.args), 0)).all()
 
 
 def test_scripts_write_models_and_distances(dirs):

@@ -8,7 +8,7 @@ import torch
 
 from helpers import WINE, run_script
 from utils import newton
-from utils.baselines import neggrad
+from utils.baselines import NegGradConfig, neggrad
 from utils.errors import InputError
 from utils.experiment import Experiment
 from utils.finite import distance, require_finite
@@ -98,7 +98,7 @@ def test_neggrad_and_newton_results_are_checked(tmp_path, monkeypatch):
     exp = Experiment(parse_args(FLAGS + ["--log_dir", str(tmp_path), "--neggrad_lr_scale", "1e300"]))
     w = exp.train_original()
     with pytest.raises(InputError, match="NegGrad's ascent at step 1 of .*--neggrad_lr_scale"):
-        neggrad(exp.fm, w, exp.X, exp.y, exp.U, exp.args)
+        neggrad(exp.fm, w, exp.X, exp.y, exp.U, NegGradConfig.from_args(exp.args))
     w_bad = w.clone()
     w_bad[3] = float("nan")
     with pytest.raises(InputError, match="the NU model is not finite"):

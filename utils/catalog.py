@@ -22,7 +22,7 @@ DATASETS = {
 }
 
 # accepted input shapes of a model-table builder besides a per-sample shape
-ANY, IMAGE = "any", "image"
+ANY, RGB = "any", "rgb"
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Model:
 
     builders: ((accepted input shape, builder), ...); the first that accepts the dataset
         builds the model. The shape is a per-sample input shape, ANY (every dataset, inputs
-        flattened) or IMAGE (every image dataset); the builder is the name of a class or
+        flattened) or RGB (every 3-channel image dataset); the builder is the name of a class or
         function of ``models``, named here so that this table is read before torch is imported.
     takes: the builder's arguments, by name: in_features, num_classes, pretrained.
     engine: the Hessian engine 'auto' picks for it (``utils.hvp.choose_engine``).
@@ -49,7 +49,7 @@ MODEL_TABLE = (
     Model("mlp", ((ANY, "MLP"),), ("in_features", "num_classes"), "layers"),
     Model("cnn", (((1, 28, 28), "CNNMnist"), ((3, 32, 32), "CNNCifar")), ("num_classes",), "layers", "the cnn"),
     Model("lenet", (((1, 28, 28), "LeNet5"),), ("num_classes",), "layers", "LeNet-5"),
-    Model("resnet18", ((IMAGE, "resnet18"),), ("num_classes", "pretrained"), "vjp"),
+    Model("resnet18", ((RGB, "resnet18"),), ("num_classes", "pretrained"), "vjp", "ResNet-18"),
 )
 MODEL_BY_NAME = {m.name: m for m in MODEL_TABLE}
 MODELS = list(MODEL_BY_NAME)
@@ -61,8 +61,9 @@ def model_builder(model, info):
     row = MODEL_BY_NAME[model]
     image = info["kind"] == "image"
     for shape, builder in row.builders:
-        if shape == ANY or image and shape in (IMAGE, info["shape"]):
+        if shape == ANY or image and (shape == info["shape"] or shape == RGB and info["channels"] == 3):
             return builder, ""
     if not image:
         return None, "it needs image inputs"
-    return None, f"{row.title} takes {' or '.join('x'.join(map(str, s)) for s, _ in row.builders)} images"
+    accepted = ["3-channel" if s == RGB else "x".join(map(str, s)) for s, _ in row.builders]
+    return None, f"{row.title} takes {' or '.join(accepted)} images"

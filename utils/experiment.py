@@ -82,6 +82,7 @@ class Experiment:
         self.sgd_config = SGDConfig.from_args(args)
         self.unlearn = UnlearnConfig.from_args(args)
         self.progress = not args.quiet
+        self.eval_batch = args.bs          # mini-batch of the accuracy / loss evaluations
         self.schedule = [b.to(self.device) for b in
                          make_schedule(self.n, args.batch_size, args.epochs, args.seed, args.reshuffle)]
 
@@ -211,7 +212,7 @@ class Experiment:
     # ------------------------------------------------------------------ evaluation
     def metrics(self, w):
         """Accuracy and loss on the test set, the forget set U and the remaining D \\ U."""
-        bs = self.args.bs
+        bs = self.eval_batch
         U = self.U.to(self.device)
         rest = self.keep.nonzero().squeeze(1)
         out = {}

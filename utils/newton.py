@@ -21,6 +21,7 @@ import torch
 
 from utils import artifacts, keys
 from utils.hessian import gradient_sum, hessian_sum
+from utils.methods import SECOND_ORDER_FLAGS
 from utils.errors import InputError
 from utils.finite import require_finite
 from utils.provenance import provenance
@@ -156,15 +157,15 @@ def full_hessian(exp, w_T):
 def ij_precompute(exp, w_T):
     """(factorisation of H + kappa I, seconds it took including the Hessian, cached?),
     computed under a lock on the cache file like ``full_hessian``."""
-    a = exp.args
+    s = exp.method_config(SECOND_ORDER_FLAGS)         # the method table's flags of NU and IJ
     path = exp.cache_path("ij-factor", flags=keys.FAMILIES["ij-factor"])
     with artifacts.lock(path, "the IJ factorisation"):
         got = _load(path)
-        if got is not None and (a.hessian_solver != "cholesky" or "L" in got[0]):
+        if got is not None and (s["hessian_solver"] != "cholesky" or "L" in got[0]):
             return {k: v.to(exp.device) for k, v in got[0].items()}, got[1], True
         H, seconds_H, _ = full_hessian(exp, w_T)
         start = time.perf_counter()
-        factor = ij_factor(H, exp.n, a.damping_factor, a.hessian_solver)
+        factor = ij_factor(H, exp.n, s["damping_factor"], s["hessian_solver"])
         # stored (and used, so a cached rerun gives the same numbers) in the Hessian's precision
         factor = {k: v.to(H.dtype) if v.is_floating_point() else v for k, v in factor.items()}
         seconds = seconds_H + time.perf_counter() - start
@@ -193,9 +194,10 @@ def bar_label(exp, label):
 def unlearn_nu(exp, w_T):
     """NU unlearned model and its costs (precompute_s, unlearn_s, storage_bytes, ...)."""
     H, precompute_s, cached = full_hessian(exp, w_T)
+    s = exp.method_config(SECOND_ORDER_FLAGS)
     start = time.perf_counter()
     w, factor = newton_step(w_T, H, forget_hessian(exp, w_T), forget_gradient(exp, w_T), exp.n,
-                            len(exp.U), exp.args.damping_factor, exp.args.hessian_solver)
+                            len(exp.U), s["damping_factor"], s["hessian_solver"])
     require_finite(w, "the Newton step's result", "raise --damping_factor")
     unlearn_s = time.perf_counter() - start
     return w, dict(precompute_s=precompute_s, unlearn_s=unlearn_s, precompute_cached=cached,

@@ -259,5 +259,5 @@ def target_scores(exp, models):
     out = {}
     for name in ("Original", "Proposed", "Retrain", "Retrain_independent"):
         W = models[name]
-        out[name] = np.stack([model_scores(exp.fm, W[k].to(exp.device), X, y, exp.args.bs) for k in range(len(W))])
+        out[name] = np.stack([model_scores(exp.fm, W[k].to(exp.device), X, y, exp.eval_batch) for k in range(len(W))])
     return out
