@@ -7,13 +7,13 @@
 Trains (or reuses) the original model, computes (or reuses) the Cholesky factor of the
 damped full-data Hessian, applies the step and writes the unlearned model and its metrics.
 """
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.experiment import run_baseline, run_main
-from utils.newton import unlearn_ij
+from utils.common.experiment import run_baseline, run_main
+from utils.baselines.newton import unlearn_ij
 
 if __name__ == "__main__":
     run_main(run_baseline, "IJ", unlearn_ij, ARGS)

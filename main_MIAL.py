@@ -9,22 +9,22 @@ non-members, then scores every target with online and offline LiRA. Reports AUC 
 at 1% / 0.1% FPR (a) with all n training samples IN (the authors' labels) and (b) for the
 forget set U versus non-members; writes <results>/MIAL-*.{txt,json,png}.
 """
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 import numpy as np
 
-from utils import methods
-from utils.experiment import Experiment, run_main
-from utils.lira import check_shadow_count, model_scores, offline_lira, online_lira
-from utils.errors import InputError
-from utils.plots import roc_figure
-from utils.report import finish, info, table
-from utils.roc import roc_summary
-from utils.shadows import build_pool, shadow_scores
-from utils.targets import present_targets, results_base, write_report
+from utils.common import methods
+from utils.common.experiment import Experiment, run_main
+from utils.audits.lira import check_shadow_count, model_scores, offline_lira, online_lira
+from utils.common.errors import InputError
+from utils.audits.plots import roc_figure
+from utils.common.report import finish, info, table
+from utils.audits.roc import roc_summary
+from utils.audits.shadows import build_pool, shadow_scores
+from utils.audits.targets import present_targets, results_base, write_report
 
 TARGETS = methods.audited()
 ALPHAS = (0.01, 0.001)

@@ -8,20 +8,20 @@ come from the posteriors of the original and of the unlearned model; forgotten s
 are positives, retained training samples negatives. Reports held-out (stratified k-fold,
 balanced) and in-sample ROC AUC and TPR at 1% FPR; writes <results>/MIAU-*.{txt,json,png}.
 """
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 import numpy as np
 
-from utils import methods
-from utils.experiment import Experiment, run_main
-from utils.mia import DEFAULT_FOLDS, DEFAULT_REPEATS, audit, features, posteriors
-from utils.errors import InputError
-from utils.plots import roc_figure
-from utils.report import finish, info, table
-from utils.targets import present_targets, results_base, write_report
+from utils.common import methods
+from utils.common.experiment import Experiment, run_main
+from utils.audits.mia import DEFAULT_FOLDS, DEFAULT_REPEATS, audit, features, posteriors
+from utils.common.errors import InputError
+from utils.audits.plots import roc_figure
+from utils.common.report import finish, info, table
+from utils.audits.targets import present_targets, results_base, write_report
 
 TARGETS = methods.audited()
 COLUMNS = ["target", "auc_heldout", "auc_heldout_std", "tpr_at_1fpr", "auc_insample", "tpr_at_1fpr_insample"]

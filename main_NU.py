@@ -7,13 +7,13 @@
 Trains (or reuses) the original model, computes (or reuses) the full-data Hessian, applies
 the step and writes the unlearned model and its metrics under --log_dir.
 """
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.experiment import run_baseline, run_main
-from utils.newton import unlearn_nu
+from utils.common.experiment import run_baseline, run_main
+from utils.baselines.newton import unlearn_nu
 
 if __name__ == "__main__":
     run_main(run_baseline, "NU", unlearn_nu, ARGS)

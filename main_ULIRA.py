@@ -1,5 +1,5 @@
 """U-LiRA: how well can an attacker tell each method's unlearned models from retrained ones?
-(in the spirit of Hayes et al. 2024; the protocol is in utils/ulira.py and docs/method.md)
+(in the spirit of Hayes et al. 2024; the protocol is in utils/audits/ulira.py and docs/method.md)
 
     python3 main_ULIRA.py <training flags> --num_forget 50 --n_shadows 16 [--fix_variance] [--log_scale]
                           [--hf_variant ... --hf_curvature ... --hf_damping ...]
@@ -13,17 +13,17 @@ unlearned: the upper reference), Retrain (an independent exact retrain: the null
 and Proposed[variant]. Needs nothing else to have run (the shadows are cached under the
 training folder); writes <results>/ULIRA-*.{txt,json,png}.
 """
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.errors import InputError
-from utils.experiment import Experiment, run_main
-from utils.plots import roc_figure
-from utils.report import finish, info, table
-from utils.targets import results_base, write_report
-from utils.ulira import (bootstrap_auc_sd, check_shadow_count, heldout_scores, pair_targets, paired_gap,
+from utils.common.errors import InputError
+from utils.common.experiment import Experiment, run_main
+from utils.audits.plots import roc_figure
+from utils.common.report import finish, info, table
+from utils.audits.targets import results_base, write_report
+from utils.audits.ulira import (bootstrap_auc_sd, check_shadow_count, heldout_scores, pair_targets, paired_gap,
                          shadow_models, summarise, target_scores)
 
 COLUMNS = ["method", "auc", "auc_sd", "tpr_at_1fpr", "tpr_at_0.1fpr", "pairs", "score_gap", "seconds", "s_per_shadow"]

@@ -10,15 +10,15 @@ these flags, written to --results_dir as text and JSON. --json prints {method: r
 row with floor, floor_ratio and within_floor.
 Aggregate: per (setting, method) mean ± std over seeds, as Markdown and CSV.
 """
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.evaluation import aggregate, compare, text_table, thread_notice, write_aggregate, write_result
-from utils.experiment import Experiment, run_main
-from utils.floor import annotate, ensure_floor
-from utils.report import finish, info
+from utils.evaluation.compare import aggregate, compare, text_table, thread_notice, write_aggregate, write_result
+from utils.common.experiment import Experiment, run_main
+from utils.evaluation.floor import annotate, ensure_floor
+from utils.common.report import finish, info
 
 
 def main(args):

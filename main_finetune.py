@@ -1,12 +1,12 @@
 """Fine-tuning baseline: continue the clipped SGD on D \\ U from w_T (--finetune_epochs, 15 in the paper)."""
 
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.baselines import FineTuneConfig, finetune
-from utils.experiment import run_baseline, run_main
+from utils.baselines.firstorder import FineTuneConfig, finetune
+from utils.common.experiment import run_baseline, run_main
 
 
 def unlearn(exp, w_T):

@@ -1,11 +1,11 @@
 """NegGrad baseline: gradient ascent on the loss of U from w_T (2 epochs, batch 50, step 0.1 * lr in the paper)."""
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.baselines import NegGradConfig, neggrad
-from utils.experiment import run_baseline, run_main
+from utils.baselines.firstorder import NegGradConfig, neggrad
+from utils.common.experiment import run_baseline, run_main
 
 
 def unlearn(exp, w_T):

@@ -18,9 +18,9 @@ the outputs):
     torchrun --standalone --nproc_per_node 2 main_proposed.py <same flags>
 
 --hf_mode replay keeps no bank: each request is answered by replaying training from the
-stored record and running the recursion for the requested vectors only (utils.replay).
+stored record and running the recursion for the requested vectors only (utils.proposed.replay).
 """
-from utils.options import check_candidates_cover, parse_args
+from utils.common.options import check_candidates_cover, parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
@@ -30,17 +30,17 @@ import statistics
 
 import torch
 
-from utils.certify import ReleaseConfig, certificate, certified_text, noised_releases
-from utils.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
-from utils import distributed
-from utils.forget import forget_set
-from utils.hf import DTYPES, bank_dir, candidate_rows, check_memory_budget, precompute_bank
-from utils.bank import complete, shard_name
-from utils.distributed import shard_bounds
-from utils import resources
-from utils.replay import Replay
-from utils.errors import InputError
-from utils.report import finish, info, table
+from utils.proposed.certify import ReleaseConfig, certificate, certified_text, noised_releases
+from utils.common.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
+from utils.proposed import distributed
+from utils.training.forget import forget_set
+from utils.proposed.hf import DTYPES, bank_dir, candidate_rows, check_memory_budget, precompute_bank
+from utils.proposed.bank import complete, shard_name
+from utils.proposed.distributed import shard_bounds
+from utils.common import resources
+from utils.proposed.replay import Replay
+from utils.common.errors import InputError
+from utils.common.report import finish, info, table
 
 CHEAP_RETRAIN_MODELS = ("logistic", "mlp")
 

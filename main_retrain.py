@@ -5,16 +5,16 @@
 Writes the original model (cached per training configuration) and the retrained model
 with its metrics under --log_dir; prints test / forget / remaining accuracy of both.
 """
-from utils.options import parse_args
+from utils.common.options import parse_args
 
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
 import time
 
-from utils.experiment import Experiment, run_main
-from utils.finite import distance
-from utils.report import finish, info, table
+from utils.common.experiment import Experiment, run_main
+from utils.training.finite import distance
+from utils.common.report import finish, info, table
 
 
 def main(args):

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 FLAGS=(--model logistic --dataset mnist --num_dataset 1000 --batch_size 32 --epochs 15 --lr 0.05
        --lr_decay 0.995 --clip 5 --regularization 0.5 --num_forget 10 --seed 42 --gpu -1 --quiet "$@")
-mapfile -t SCRIPTS < <(python3 -m utils.methods reference proposed second-order) && wait $!
+mapfile -t SCRIPTS < <(python3 -m utils.common.methods reference proposed second-order) && wait $!
 for script in "${SCRIPTS[@]}"; do
     echo "== python3 $script" >&2
     python3 "$script" "${FLAGS[@]}" > /dev/null

@@ -3,7 +3,7 @@
     python3 bench/bench_hessian.py --model logistic --dataset mnist --epochs 15 --batch_size 32 \
         --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5 --num_dataset 1000 --gpu -1
 
-Ours: ``utils.hessian.hessian_sum`` over all n samples at w_T (the closed form for the
+Ours: ``utils.curvature.hessian.hessian_sum`` over all n samples at w_T (the closed form for the
 logistic model, and the generic vmap'd forward-over-reverse products for every model).
 Naive reference, of the kind of the authors' code: for each sample, its own Hessian, row by
 row, one backward pass of the gradient per parameter (d backward passes per sample). It
@@ -20,13 +20,13 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.experiment import Experiment, run_main  # noqa: E402
-from utils.functional import per_sample_ce  # noqa: E402
-from utils.hessian import hessian_sum  # noqa: E402
-from utils.hvp import closed_form_available  # noqa: E402
-from utils.errors import InputError  # noqa: E402
-from utils.options import build_parser, parse_args  # noqa: E402
-from utils.report import finish, info, table  # noqa: E402
+from utils.common.experiment import Experiment, run_main  # noqa: E402
+from utils.training.functional import per_sample_ce  # noqa: E402
+from utils.curvature.hessian import hessian_sum  # noqa: E402
+from utils.curvature.hvp import closed_form_available  # noqa: E402
+from utils.common.errors import InputError  # noqa: E402
+from utils.common.options import build_parser, parse_args  # noqa: E402
+from utils.common.report import finish, info, table  # noqa: E402
 
 
 def naive_rows(fm, w, X, y, lam, rows, progress):

@@ -6,7 +6,7 @@ For each setting (MNIST logistic paper setting: n=1000, batch 32, 15 epochs, d=7
 cnn: n=1000, batch 64, 20 epochs, d=21,840) the training trajectory is replayed once and,
 on the same recorded steps:
 
-* ours: ``utils.hvp`` block update of all n approximators per step (the project's engine);
+* ours: ``utils.curvature.hvp`` block update of all n approximators per step (the project's engine);
 * naive: the authors' kind — per step, one autograd Hessian-vector product per sample
   (double backward through the batch gradient, a Python loop over the n samples).
 
@@ -27,15 +27,15 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HFU_OFFLINE", "1")
 
-from utils.experiment import Experiment  # noqa: E402
-from utils.functional import data_loss  # noqa: E402
-from utils.bank import Bank  # noqa: E402
-from utils.hf import injection  # noqa: E402
-from utils.hvp import Step, clip_factors, step_jacobian  # noqa: E402
-from utils.errors import fail  # noqa: E402
-from utils.options import parse_args  # noqa: E402
-from utils.report import finish, table  # noqa: E402
-from utils.train import sgd  # noqa: E402
+from utils.common.experiment import Experiment  # noqa: E402
+from utils.training.functional import data_loss  # noqa: E402
+from utils.proposed.bank import Bank  # noqa: E402
+from utils.proposed.hf import injection  # noqa: E402
+from utils.curvature.hvp import Step, clip_factors, step_jacobian  # noqa: E402
+from utils.common.errors import fail  # noqa: E402
+from utils.common.options import parse_args  # noqa: E402
+from utils.common.report import finish, table  # noqa: E402
+from utils.training.train import sgd  # noqa: E402
 
 COMMON = ["--dataset", "mnist", "--lr", "0.05", "--lr_decay", "0.995", "--num_dataset", "1000", "--quiet"]
 SETTINGS = {

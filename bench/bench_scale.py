@@ -27,11 +27,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HFU_OFFLINE", "1")
 
-from utils import artifacts  # noqa: E402
-from utils.experiment import Experiment  # noqa: E402
-from utils.hf import recursion  # noqa: E402
-from utils.options import parse_args  # noqa: E402
-from utils.report import info, table  # noqa: E402
+from utils.common import artifacts  # noqa: E402
+from utils.common.experiment import Experiment  # noqa: E402
+from utils.proposed.hf import recursion  # noqa: E402
+from utils.common.options import parse_args  # noqa: E402
+from utils.common.report import info, table  # noqa: E402
 
 CNN = ["--model", "cnn", "--dataset", "mnist", "--num_dataset", "1000", "--batch_size", "64",
        "--epochs", "20", "--lr", "0.05", "--lr_decay", "0.995", "--clip", "10",

@@ -8,7 +8,7 @@ Every case is a separate ``python3`` process timed from launch to exit (median o
 * python: ``python3 -c pass``, the interpreter alone;
 * import torch: ``python3 -c "import torch"``, the floor every script pays once it runs;
 * bad flag: ``main_proposed.py --lr nan`` (exit status 2, one ``error:`` line);
-* MNIST subset cold / cached: ``utils.data.load_splits("mnist", data_dir)`` on the offline
+* MNIST subset cold / cached: ``utils.common.data.load_splits("mnist", data_dir)`` on the offline
   subset, first with an empty --data_dir (decode and write the cache), then with the
   cache in place;
 * main_eva cached: ``main_eva.py`` on a tiny MNIST logistic configuration whose original
@@ -28,11 +28,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from utils.report import table  # noqa: E402
+from utils.common.report import table  # noqa: E402
 
 TINY = ["--dataset", "mnist", "--model", "logistic", "--num_dataset", "200", "--epochs", "2",
         "--batch_size", "50", "--num_forget", "5", "--gpu", "-1", "--quiet"]
-LOAD_MNIST = "import sys; from utils.data import load_splits; load_splits('mnist', sys.argv[1])"
+LOAD_MNIST = "import sys; from utils.common.data import load_splits; load_splits('mnist', sys.argv[1])"
 
 
 def run(cmd, expect=0):

@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HFU_OFFLINE", "1")
 
-from utils.experiment import Experiment  # noqa: E402
-from utils.hf import recursion  # noqa: E402
-from utils.errors import InputError, fail  # noqa: E402
-from utils.options import parse_args  # noqa: E402
-from utils.report import finish, table  # noqa: E402
+from utils.common.experiment import Experiment  # noqa: E402
+from utils.proposed.hf import recursion  # noqa: E402
+from utils.common.errors import InputError, fail  # noqa: E402
+from utils.common.options import parse_args  # noqa: E402
+from utils.common.report import finish, table  # noqa: E402
 
 SETTINGS = {
     "mnist": ["--model", "cnn", "--dataset", "mnist", "--num_dataset", "1000", "--batch_size", "64",

@@ -1,9 +1,9 @@
-"""Models of SPEC section 4, built by name through the model table (``utils.catalog``:
+"""Models of SPEC section 4, built by name through the model table (``utils.common.catalog``:
 builder, accepted input shapes, Hessian engine). All are used in eval mode (see README).
 
 Models whose forward pass is a plain chain of layers also list it in ``layers()`` (the same
 function in eval mode, dropout being the identity there); the layered Hessian engine
-(``utils/layered_hvp.py``) runs on that list.
+(``utils/curvature/layered_hvp.py``) runs on that list.
 """
 import os
 import sys
@@ -11,8 +11,8 @@ import sys
 import torch
 from torch import nn
 
-from utils.catalog import DATASETS, MODEL_BY_NAME, MODEL_TABLE, MODELS, model_builder
-from utils.errors import InputError
+from utils.common.catalog import DATASETS, MODEL_BY_NAME, MODEL_TABLE, MODELS, model_builder
+from utils.common.errors import InputError
 
 
 class Logistic(nn.Module):
@@ -161,7 +161,7 @@ def resnet18(num_classes, pretrained="auto"):
 
 def build_model(name, dataset, pretrained="auto"):
     """Build model ``name`` for ``dataset`` with the builder the model table
-    (``utils.catalog.MODEL_TABLE``) names for its inputs; InputError for unknown names or misfits."""
+    (``utils.common.catalog.MODEL_TABLE``) names for its inputs; InputError for unknown names or misfits."""
     if name not in MODELS:
         raise InputError(f"--model: unknown model {name!r}; choose from {', '.join(MODELS)}")
     if dataset not in DATASETS:

@@ -11,7 +11,7 @@
 #                     main_eva.py as its own row, 'Proposed[label]' (default: paper only)
 #
 # `run script.py FLAGS...` runs one step once. A finished step leaves a stamp under
-# LOG_DIR/.sweep-stamps listing every file it wrote (utils/artifacts.py appends them to
+# LOG_DIR/.sweep-stamps listing every file it wrote (utils/common/artifacts.py appends them to
 # $HFU_WRITTEN); the step is skipped only while all of them still exist, so deleting
 # results/<sweep> or a configuration folder under log/ and rerunning regenerates what is
 # missing. The scripts themselves also reuse every cached model, bank and Hessian. The sweep
@@ -106,17 +106,17 @@ run() {
 }
 
 # The flags of a Proposed row label (VARIANTS), one per line; none for 'paper'
-# (parsed by utils.options, which refuses an unknown label in one line).
+# (parsed by utils.common.options, which refuses an unknown label in one line).
 variant_flags() {  # LABEL
-    python3 -m utils.options "$1"
+    python3 -m utils.common.options "$1"
 }
 
 # `run_kind KIND FLAGS...`: `run` the script of each method of KIND (a kind of the method
-# table, utils/methods.py: second-order, first-order, ...) with FLAGS.
+# table, utils/common/methods.py: second-order, first-order, ...) with FLAGS.
 run_kind() {
     local kind=$1 script scripts=()
     shift
-    mapfile -t scripts < <(python3 -m utils.methods "$kind") && wait $! || exit 2
+    mapfile -t scripts < <(python3 -m utils.common.methods "$kind") && wait $! || exit 2
     for script in ${scripts[@]+"${scripts[@]}"}; do
         run "$script" "$@"
     done

@@ -11,7 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 if [ "$QUICK" = "1" ]; then
     N=40; BATCH=20; EPOCHS=1; M=4; SEEDS="42"
-    if ! python3 -c "import sys; from utils.data import load_splits; load_splits(sys.argv[1], sys.argv[2])" "$DATASET" "$DATA_DIR" 2>/dev/null; then
+    if ! python3 -c "import sys; from utils.common.data import load_splits; load_splits(sys.argv[1], sys.argv[2])" "$DATASET" "$DATA_DIR" 2>/dev/null; then
         DATA_DIR="$LOG_DIR/synthetic-data"
         py -m tools.synthetic "$DATA_DIR"
         echo "QUICK mode: no $DATASET files found; using synthetic files in $DATA_DIR" >&2

@@ -4,10 +4,10 @@ import json
 import torch
 
 from helpers import WINE, run_script
-from utils.baselines import FineTuneConfig, NegGradConfig, finetune, neggrad
-from utils.experiment import Experiment
-from utils.functional import evaluate
-from utils.options import parse_args
+from utils.baselines.firstorder import FineTuneConfig, NegGradConfig, finetune, neggrad
+from utils.common.experiment import Experiment
+from utils.training.functional import evaluate
+from utils.common.options import parse_args
 
 
 def test_finetune_lowers_remaining_loss_and_neggrad_raises_forget_loss(dirs):

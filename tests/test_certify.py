@@ -8,10 +8,10 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from helpers import WINE, run_script
-from utils.certify import NOTHING_CERTIFIED, PowerIteration, analytic_gaussian_sigma, \
+from utils.proposed.certify import NOTHING_CERTIFIED, PowerIteration, analytic_gaussian_sigma, \
     certified_epsilon, geometric_quotient, log_gaussian_delta, sensitivity_bound
-from utils.hvp import _Jacobian
-from utils.train import SGDConfig
+from utils.curvature.hvp import _Jacobian
+from utils.training.train import SGDConfig
 
 
 def gaussian_delta(sigma, epsilon, sensitivity=1.0):

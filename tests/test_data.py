@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from utils import data
-from utils.catalog import DATASETS
-from utils.data import (cached_decode, decode_tabular, image_split, load_data, load_splits, normalise_images,
+from utils.common import data
+from utils.common.catalog import DATASETS
+from utils.common.data import (cached_decode, decode_tabular, image_split, load_data, load_splits, normalise_images,
                         read_idx, seeded_subset)
-from utils.errors import InputError
+from utils.common.errors import InputError
 from tools.synthetic import write_celeba, write_cifar, write_jpg, write_lfw
 
 

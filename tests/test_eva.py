@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from helpers import WINE, hand_loop, run_script
-from utils.experiment import Experiment
-from utils.options import parse_args
+from utils.common.experiment import Experiment
+from utils.common.options import parse_args
 
 FLAGS = WINE + ["--epochs", "3", "--num_dataset", "40", "--num_forget", "3"]
 
@@ -105,7 +105,7 @@ def test_aggregate_without_results(dirs):
 def test_thread_counts_recorded_and_a_mismatch_noticed(dirs):
     """Each row carries the thread count its model was computed with (from its record); a
     Retrain computed with another count than Original gets the notice."""
-    from utils.evaluation import compare, thread_notice
+    from utils.evaluation.compare import compare, thread_notice
     before = torch.get_num_threads()
     try:
         exp = Experiment(parse_args(FLAGS + dirs))

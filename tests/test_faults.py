@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from helpers import ROOT, WINE, run_script
-from utils import artifacts
+from utils.common import artifacts
 
 # Wine.sh's flags at 4 epochs (12 steps): every precompute takes seconds
 FAST = [f if f != "40" else "4" for f in WINE]
@@ -113,8 +113,8 @@ def test_aggregate_refuses_impossible_values(tmp_path, value, needle):
 
 
 def test_aggregate_refuses_accuracy_time_and_missing_fields(tmp_path):
-    from utils.errors import InputError
-    from utils.evaluation import aggregate
+    from utils.common.errors import InputError
+    from utils.evaluation.compare import aggregate
     results = tmp_path / "results"
     for i, (methods, needle) in enumerate([
             ({"NU": row(0.1, test_acc=1.5)}, "test_acc = 1.5 cannot be an accuracy"),
@@ -147,8 +147,8 @@ def test_file_size_limit_refused_before_work(tmp_path):
 def test_a_failed_write_is_one_line_and_leaves_no_tmp(tmp_path):
     """A write that fails anyway (the limit reached mid-file) is one InputError naming the
     file and the cause, and its temporary file is removed."""
-    code = ("import resource, sys, torch; sys.path.insert(0, sys.argv[2]); from utils import artifacts\n"
-            "from utils.errors import InputError\n"
+    code = ("import resource, sys, torch; sys.path.insert(0, sys.argv[2]); from utils.common import artifacts\n"
+            "from utils.common.errors import InputError\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (100000, resource.RLIM_INFINITY))\n"
             "try:\n    artifacts.save_tensors(sys.argv[1], {'A': torch.zeros(100000)})\n"
             "except InputError as e:\n    print(e)")
@@ -201,10 +201,10 @@ def test_schedule_that_cannot_fit_is_refused_at_once(tmp_path):
 
 def test_bank_that_cannot_fit_is_refused_before_work(tmp_path, monkeypatch):
     import main_proposed
-    from utils import resources
-    from utils.errors import InputError
-    from utils.experiment import Experiment
-    from utils.options import parse_args
+    from utils.common import resources
+    from utils.common.errors import InputError
+    from utils.common.experiment import Experiment
+    from utils.common.options import parse_args
     exp = Experiment(parse_args(FAST + dirs_of(tmp_path)))
     need = 142 * exp.fm.d * 12
     monkeypatch.setattr(resources, "available_memory", lambda: need - 1)
@@ -284,7 +284,7 @@ def test_ctrl_c_stops_a_script_in_one_line(tmp_path):
 def test_ctrl_c_before_the_script_body_is_one_line_too():
     """An interrupt while a script still imports its libraries (outside run_main)."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.argv = ['main_x.py', '--dataset', 'wine', '--model', "
-            "'mlp', '--num_dataset', '100']; from utils.options import parse_args; parse_args(); "
+            "'mlp', '--num_dataset', '100']; from utils.common.options import parse_args; parse_args(); "
             "raise KeyboardInterrupt")
     proc = subprocess.run([sys.executable, "-c", code, ROOT], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 130
@@ -339,7 +339,7 @@ def test_original_with_wrong_shapes_and_a_valid_record(trained, tmp_path):
 # ---------------------------------------------------------------------- 9. what is reproducible
 def test_provenance_records_the_cpu_kind(tmp_path):
     from types import SimpleNamespace
-    from utils.provenance import cpu_info, provenance
+    from utils.common.provenance import cpu_info, provenance
     fake = tmp_path / "cpuinfo"
     fake.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f\n"
                     "processor\t: 1\nmodel name\t: Test CPU 9000\nflags\t\t: fpu\n")

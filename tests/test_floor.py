@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from helpers import run_script
-from utils.evaluation import _label, setting_of, aggregate_csv, aggregate_markdown, text_table
-from utils.experiment import Experiment
-from utils.errors import InputError
-from utils.floor import KINDS, WITHIN, annotate, ensure_floor, floor_model, perturbed_w0
-from utils.functional import FlatModel
-from utils.options import parse_args
+from utils.evaluation.compare import _label, setting_of, aggregate_csv, aggregate_markdown, text_table
+from utils.common.experiment import Experiment
+from utils.common.errors import InputError
+from utils.evaluation.floor import KINDS, WITHIN, annotate, ensure_floor, floor_model, perturbed_w0
+from utils.training.functional import FlatModel
+from utils.common.options import parse_args
 from tools.sweep_figures import floor_curve
-from utils.train import DataTerm, batch_gradient, sgd
+from utils.training.train import DataTerm, batch_gradient, sgd
 
 # strongly convex: L2-regularised multinomial logistic regression on Wine
 LOGISTIC = ["--model", "logistic", "--dataset", "wine", "--num_dataset", "80", "--batch_size", "16",

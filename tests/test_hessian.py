@@ -7,9 +7,9 @@ from torch import nn
 
 from helpers import WINE, run_script
 from models import MLP, Logistic
-from utils.functional import FlatModel, per_sample_ce
-from utils import hessian
-from utils.hessian import chunk_sizes, gradient_sum, hessian_sum
+from utils.training.functional import FlatModel, per_sample_ce
+from utils.curvature import hessian
+from utils.curvature.hessian import chunk_sizes, gradient_sum, hessian_sum
 
 
 class TinyCNN(nn.Module):

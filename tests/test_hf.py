@@ -4,14 +4,14 @@ import torch
 
 from helpers import WINE
 from models import build_model
-from utils.experiment import Experiment
-from utils.functional import FlatModel, data_loss
-from utils.bank import Bank
-from utils.hf import injection, recursion
-from utils.hfconfig import UnlearnConfig
-from utils.options import parse_args
-from utils.reference import dense_recursion
-from utils.train import SGDConfig, clip_by_norm, make_schedule
+from utils.common.experiment import Experiment
+from utils.training.functional import FlatModel, data_loss
+from utils.proposed.bank import Bank
+from utils.proposed.hf import injection, recursion
+from utils.proposed.hfconfig import UnlearnConfig
+from utils.common.options import parse_args
+from utils.proposed.reference import dense_recursion
+from utils.training.train import SGDConfig, clip_by_norm, make_schedule
 
 
 def tiny(name, dataset, shape, n, seed):

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from models import build_model
-from utils.functional import FlatModel, data_loss
-from utils.hvp import Step, choose_engine, step_jacobian
-from utils.errors import InputError
+from utils.training.functional import FlatModel, data_loss
+from utils.curvature.hvp import Step, choose_engine, step_jacobian
+from utils.common.errors import InputError
 
 CASES = [("logistic", "mnist", (1, 28, 28)), ("mlp", "wine", (13,)), ("cnn", "mnist", (1, 28, 28)),
          ("cnn", "cifar", (3, 32, 32)), ("lenet", "mnist", (1, 28, 28))]

@@ -2,7 +2,7 @@
 
 The faults a user meets through a script (a corrupt bank shard or original model, two
 jobs on one configuration) are run as subprocesses of main_proposed.py on a short Wine
-setting; the rest calls utils.artifacts / utils.provenance directly.
+setting; the rest calls utils.common.artifacts / utils.common.provenance directly.
 """
 import datetime
 import glob
@@ -20,10 +20,10 @@ import pytest
 import torch
 
 from helpers import ROOT, WINE, run_script
-from utils import artifacts
-from utils.errors import InputError
-from utils.provenance import git_state, provenance
-from utils.report import finish
+from utils.common import artifacts
+from utils.common.errors import InputError
+from utils.common.provenance import git_state, provenance
+from utils.common.report import finish
 
 # 4 epochs (12 steps) and a bank of the forget set only: the precomputes take seconds
 FAST = [f if f != "40" else "4" for f in WINE] + ["--hf_candidates", "forget", "--json"]
@@ -161,7 +161,7 @@ def test_stale_tmp_of_killed_writer_is_removed_by_next_write(tmp_path):
 # ---------------------------------------------------------------------- locks
 def test_lock_makes_a_second_process_wait(tmp_path, capsys):
     path = str(tmp_path / "cache" / "hessian-x.pt")
-    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from utils import artifacts\n"
+    code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from utils.common import artifacts\n"
             "with artifacts.lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(2)\n"
             "    open(sys.argv[1], 'w').write('made by the first process')")
     holder = subprocess.Popen([sys.executable, "-c", code, path, ROOT], stdout=subprocess.PIPE, text=True)

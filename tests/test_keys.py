@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from helpers import WINE, run_script
-from utils import keys
-from utils.evaluation import result_base
-from utils.experiment import METHOD_FLAGS, Experiment
-from utils.hf import BANK_FLAGS, bank_dir, candidate_rows
-from utils.options import build_parser, parse_args, parse_indices
-from utils.targets import results_base
-from utils.ulira import cache_paths as ulira_cache_paths
+from utils.common import keys
+from utils.evaluation.compare import result_base
+from utils.common.experiment import METHOD_FLAGS, Experiment
+from utils.proposed.hf import BANK_FLAGS, bank_dir, candidate_rows
+from utils.common.options import build_parser, parse_args, parse_indices
+from utils.audits.targets import results_base
+from utils.audits.ulira import cache_paths as ulira_cache_paths
 
 # classified here, defined by parsers of other branches (tolerated while absent)
 ADDED_ELSEWHERE = {"dist_timeout", "floor", "noise_seeds"}
@@ -34,9 +34,9 @@ def sources(family):
 
 def test_every_parser_flag_is_classified():
     missing = sorted(set(parser_actions()) - set(keys.FLAGS))
-    assert not missing, f"flags with no entry in utils.keys.FLAGS: {missing}"
+    assert not missing, f"flags with no entry in utils.common.keys.FLAGS: {missing}"
     stale = sorted(set(keys.FLAGS) - set(parser_actions()) - ADDED_ELSEWHERE)
-    assert not stale, f"utils.keys.FLAGS names flags no parser defines: {stale}"
+    assert not stale, f"utils.common.keys.FLAGS names flags no parser defines: {stale}"
     for flag, (kind, what) in keys.FLAGS.items():
         assert kind in ("keys", "nothing") and what, flag
 

@@ -6,12 +6,12 @@ from torch import nn
 from torch.func import functional_call, jvp, vjp
 
 from models import build_model
-from utils.layers import RULES, chain, rule_class
-from utils.layers.conv import Conv2d
-from utils.layers.input_conv_pool import InputConvPool
-from utils.layers.linear import Linear
-from utils.layers.pool import MaxPool2d
-from utils.layers.relu import ReLU
+from utils.curvature.layers import RULES, chain, rule_class
+from utils.curvature.layers.conv import Conv2d
+from utils.curvature.layers.input_conv_pool import InputConvPool
+from utils.curvature.layers.linear import Linear
+from utils.curvature.layers.pool import MaxPool2d
+from utils.curvature.layers.relu import ReLU
 
 K = 3   # directions per block
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from helpers import ROOT, WINE
-from utils.experiment import Experiment
-from utils.functional import FlatModel
-from utils.hf import recursion
-from utils.hfconfig import UnlearnConfig
-from utils.errors import InputError
-from utils.linearity import S_VALUES, diagnose, table_rows, weighted_train
-from utils.options import parse_args
+from utils.common.experiment import Experiment
+from utils.training.functional import FlatModel
+from utils.proposed.hf import recursion
+from utils.proposed.hfconfig import UnlearnConfig
+from utils.common.errors import InputError
+from utils.evaluation.linearization import S_VALUES, diagnose, table_rows, weighted_train
+from utils.common.options import parse_args
 
 SMALL = WINE + ["--epochs", "3", "--num_dataset", "60", "--num_forget", "4"]
 # strongly convex (lambda = 0.01), clipping never active (clip 1000), float64 below

@@ -1,4 +1,4 @@
-"""LiRA (utils/lira.py, utils/shadows.py, main_MIAL.py) against independent NumPy references."""
+"""LiRA (utils/audits/lira.py, utils/audits/shadows.py, main_MIAL.py) against independent NumPy references."""
 import json
 import math
 import sys
@@ -9,13 +9,13 @@ import torch
 
 import main_MIAL
 from helpers import WINE, run_script
-from utils.data import load_data
-from utils.experiment import Experiment
-from utils.lira import gaussian_fits, keep_masks, logit_score, model_scores, offline_lira, online_lira
-from utils.errors import InputError
-from utils.options import parse_args
-from utils.roc import roc_summary
-from utils.shadows import build_pool
+from utils.common.data import load_data
+from utils.common.experiment import Experiment
+from utils.audits.lira import gaussian_fits, keep_masks, logit_score, model_scores, offline_lira, online_lira
+from utils.common.errors import InputError
+from utils.common.options import parse_args
+from utils.audits.roc import roc_summary
+from utils.audits.shadows import build_pool
 
 
 def reference_score(logits, y):
@@ -107,7 +107,7 @@ def test_pool_labels_stay_aligned_when_shuffled():
     assert set(pool.split.tolist()) == {0, 1} and pool.member.sum() == 100 and len(pool) == 160
     torch.manual_seed(0)
     from models import build_model
-    from utils.functional import FlatModel
+    from utils.training.functional import FlatModel
     fm = FlatModel(build_model("mlp", "wine", "none"))
     w = torch.randn(fm.d)
     perm = np.random.default_rng(0).permutation(len(pool))

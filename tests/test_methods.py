@@ -1,4 +1,4 @@
-"""The method table (utils/methods.py) is the one list of methods: every reader agrees with
+"""The method table (utils/common/methods.py) is the one list of methods: every reader agrees with
 it, every row's script exists, and the sweeps' query gives the scripts they always ran."""
 import os
 import subprocess
@@ -7,14 +7,14 @@ import sys
 import pytest
 
 from helpers import ROOT
-from utils import keys, methods
-from utils.experiment import METHOD_FLAGS, METHOD_SCRIPTS
-from utils.options import build_parser
+from utils.common import keys, methods
+from utils.common.experiment import METHOD_FLAGS, METHOD_SCRIPTS
+from utils.common.options import build_parser
 
 
 def query(*kinds):
-    """`python3 -m utils.methods KIND...` as the sweeps run it."""
-    return subprocess.run([sys.executable, "-m", "utils.methods", *kinds], cwd=ROOT, capture_output=True,
+    """`python3 -m utils.common.methods KIND...` as the sweeps run it."""
+    return subprocess.run([sys.executable, "-m", "utils.common.methods", *kinds], cwd=ROOT, capture_output=True,
                           text=True)
 
 

@@ -1,4 +1,4 @@
-"""MIA-U (utils/mia.py, main_MIAU.py): features by hand, the attack's calibration, end to end."""
+"""MIA-U (utils/audits/mia.py, main_MIAU.py): features by hand, the attack's calibration, end to end."""
 import json
 import sys
 
@@ -9,11 +9,11 @@ from sklearn.linear_model import LogisticRegression
 
 import main_MIAU
 from helpers import WINE, run_script
-from utils.experiment import Experiment
-from utils.errors import InputError
-from utils.options import parse_args
-from utils.mia import FEATURES, audit, features, posteriors
-from utils.roc import roc_summary, tpr_at_fpr
+from utils.common.experiment import Experiment
+from utils.common.errors import InputError
+from utils.common.options import parse_args
+from utils.audits.mia import FEATURES, audit, features, posteriors
+from utils.audits.roc import roc_summary, tpr_at_fpr
 
 
 def random_posteriors(rng, N, C):
@@ -108,7 +108,7 @@ def test_insample_overstates_on_pure_noise():
 def test_posteriors_are_softmax_of_logits():
     torch.manual_seed(0)
     from models import build_model
-    from utils.functional import FlatModel
+    from utils.training.functional import FlatModel
     fm = FlatModel(build_model("mlp", "wine", "none"))
     X = torch.randn(9, 13)
     w = fm.initial_vector()

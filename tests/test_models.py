@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from models import build_model
-from utils.catalog import DATASETS, MODEL_TABLE, model_builder
-from utils.functional import FlatModel
-from utils.errors import InputError
-from utils.hvp import choose_engine
+from utils.common.catalog import DATASETS, MODEL_TABLE, model_builder
+from utils.training.functional import FlatModel
+from utils.common.errors import InputError
+from utils.curvature.hvp import choose_engine
 
 
 @pytest.mark.parametrize("name, dataset, count", [

@@ -10,13 +10,13 @@ import torch
 
 from helpers import ROOT, WINE, run_script
 from models import Logistic
-from utils.experiment import Experiment
-from utils.functional import FlatModel, per_sample_ce
-from utils.hessian import gradient_sum, hessian_sum
-from utils.newton import (DAMPING_GRID, factorize, full_hessian, ij_factor, ij_step, newton_step,
+from utils.common.experiment import Experiment
+from utils.training.functional import FlatModel, per_sample_ce
+from utils.curvature.hessian import gradient_sum, hessian_sum
+from utils.baselines.newton import (DAMPING_GRID, factorize, full_hessian, ij_factor, ij_step, newton_step,
                           smallest_pd_damping, solve, unlearn_ij, unlearn_nu)
-from utils.errors import InputError
-from utils.options import parse_args
+from utils.common.errors import InputError
+from utils.common.options import parse_args
 
 
 def optimum(fm, X, y, lam):

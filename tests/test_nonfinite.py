@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from helpers import WINE, run_script
-from utils import newton
-from utils.baselines import NegGradConfig, neggrad
-from utils.errors import InputError
-from utils.experiment import Experiment
-from utils.finite import distance, require_finite
-from utils.hf import check_divergence
-from utils.options import parse_args
-from utils.report import fmt, table
-from utils.train import SGDConfig, sgd
+from utils.baselines import newton
+from utils.baselines.firstorder import NegGradConfig, neggrad
+from utils.common.errors import InputError
+from utils.common.experiment import Experiment
+from utils.training.finite import distance, require_finite
+from utils.proposed.hf import check_divergence
+from utils.common.options import parse_args
+from utils.common.report import fmt, table
+from utils.training.train import SGDConfig, sgd
 
 FLAGS = WINE + ["--epochs", "2", "--num_dataset", "40", "--num_forget", "3"]
 # MNIST logistic whose Hessian-free recursion leaves the reachable ball at step 37 of 40

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from helpers import WINE, run_script
-from utils.errors import InputError
-from utils.options import parse_args, validate, build_parser
+from utils.common.errors import InputError
+from utils.common.options import parse_args, validate, build_parser
 
 
 def flags_with(**over):
@@ -64,7 +64,7 @@ def test_missing_dataset_names_files_and_place(tmp_path, dirs):
 
 
 def test_gpu_request_falls_back_or_lists_devices(monkeypatch):
-    from utils.experiment import select_device
+    from utils.common.experiment import select_device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert select_device(1).type == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -141,7 +141,7 @@ def test_hf_candidates_cover_an_explicit_forget_set():
 
 
 def test_hf_candidates_missing_the_seeded_forget_set_stop_before_training(dirs):
-    from utils.forget import forget_set
+    from utils.training.forget import forget_set
     U = forget_set(142, 7, 42).tolist()          # WINE: n = 142, m = 7, seed 42
     others = [i for i in range(142) if i not in U]
     spec = ",".join(map(str, others + U[1:]))
@@ -169,7 +169,7 @@ def test_directory_flag_that_is_a_file_stops_before_training(tmp_path, flag):
 
 
 def test_directory_not_writable(tmp_path, monkeypatch):
-    from utils import options
+    from utils.common import options
     check = options.check_directory
     check("log_dir", str(tmp_path / "new" / "deeper"))      # creatable: fine, and nothing created
     assert not (tmp_path / "new").exists() and os.listdir(tmp_path) == []
@@ -229,7 +229,7 @@ def test_pretrained_file_checks(tmp_path):
 def test_dist_timeout_reaches_the_process_group(monkeypatch):
     import datetime
     import torch.distributed as dist
-    from utils import distributed
+    from utils.proposed import distributed
     seen = {}
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -251,8 +251,8 @@ def test_dist_timeout_reaches_the_process_group(monkeypatch):
 STALL = """
 import sys, time
 sys.path.insert(0, {root!r})
-from utils import distributed
-from utils.errors import InputError, fail
+from utils.proposed import distributed
+from utils.common.errors import InputError, fail
 ctx = distributed.from_environment(False, 2.0)
 if ctx.rank == 1:
     time.sleep(120)

@@ -11,15 +11,15 @@ import torch
 
 from helpers import ROOT, WINE
 from models import build_model
-from utils.bank import ShardedBank
-from utils.distributed import shard_bounds
-from utils.experiment import Experiment
-from utils.functional import FlatModel
-from utils.hf import precompute_bank
-from utils.hvp import MB, Step, step_jacobian
-from utils.errors import InputError
-from utils.options import parse_args
-from utils.replay import Replay
+from utils.proposed.bank import ShardedBank
+from utils.proposed.distributed import shard_bounds
+from utils.common.experiment import Experiment
+from utils.training.functional import FlatModel
+from utils.proposed.hf import precompute_bank
+from utils.curvature.hvp import MB, Step, step_jacobian
+from utils.common.errors import InputError
+from utils.common.options import parse_args
+from utils.proposed.replay import Replay
 
 # One thread per process: two ranks on a 2-core machine, and no oversubscription when loaded.
 ENV = dict(os.environ, HFU_OFFLINE="1", OMP_NUM_THREADS="1")

@@ -1,6 +1,6 @@
 """At most 3 functions take more than 8 parameters (self / cls not counted; *args and
 **kwargs count one each): settings travel as frozen objects (``SGDConfig``, ``UnlearnConfig``,
-``ReleaseConfig``, ``utils.hvp.Step``, ``utils.train.DataTerm``), not as long lists."""
+``ReleaseConfig``, ``utils.curvature.hvp.Step``, ``utils.training.train.DataTerm``), not as long lists."""
 import ast
 import glob
 import os

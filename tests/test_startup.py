@@ -41,7 +41,7 @@ def probe(*flags):
 
 
 def test_options_module_imports_no_torch():
-    code = ("import sys; import utils.options, utils.catalog, utils.errors; "
+    code = ("import sys; import utils.common.options, utils.common.catalog, utils.common.errors; "
             "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from helpers import WINE, hand_loop, run_script
-from utils.experiment import Experiment
-from utils.options import parse_args
-from utils.train import sgd
+from utils.common.experiment import Experiment
+from utils.common.options import parse_args
+from utils.training.train import sgd
 
 
 def experiment(dirs, *extra):

@@ -1,4 +1,4 @@
-"""U-LiRA (utils/ulira.py, main_ULIRA.py): the test statistic against slow references, its
+"""U-LiRA (utils/audits/ulira.py, main_ULIRA.py): the test statistic against slow references, its
 calibration (Retrain ~ 0.5, Original above), and a QUICK run of the script on Wine."""
 import glob
 import json
@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from helpers import ROOT, run_script
-from utils import artifacts
-from utils.errors import InputError
-from utils.experiment import Experiment
-from utils.lira import shadow_seed
-from utils.options import parse_args
-from utils.train import sgd
-from utils.ulira import (bootstrap_auc_sd, cache_paths, check_shadow_count, gaussian_fit, heldout_scores, pair_targets,
+from utils.common import artifacts
+from utils.common.errors import InputError
+from utils.common.experiment import Experiment
+from utils.audits.lira import shadow_seed
+from utils.common.options import parse_args
+from utils.training.train import sgd
+from utils.audits.ulira import (bootstrap_auc_sd, cache_paths, check_shadow_count, gaussian_fit, heldout_scores, pair_targets,
                          paired_gap, shadow_setup, summarise)
 
 # Wine logistic regression, full-batch steps (one per epoch), large lr, little regularisation:

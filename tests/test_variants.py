@@ -6,13 +6,13 @@ import torch
 
 from helpers import WINE, run_script
 from test_hf import tiny
-from utils.hf import recursion
-from utils.hfconfig import HFConfig, UnlearnConfig
-from utils.hvp import GGNProduct, Step, TorchFuncHVP, step_jacobian
-from utils.options import HF_VARIANTS, parse_args, parse_hf_label
-from utils.errors import InputError
-from utils.reference import dense_curvature, dense_recursion
-from utils.train import SGDConfig, make_schedule
+from utils.proposed.hf import recursion
+from utils.proposed.hfconfig import HFConfig, UnlearnConfig
+from utils.curvature.hvp import GGNProduct, Step, TorchFuncHVP, step_jacobian
+from utils.common.options import HF_VARIANTS, parse_args, parse_hf_label
+from utils.common.errors import InputError
+from utils.proposed.reference import dense_curvature, dense_recursion
+from utils.training.train import SGDConfig, make_schedule
 
 VARIANTS = [v for v in HF_VARIANTS if v != "paper"]
 
@@ -123,7 +123,7 @@ def test_labels_round_trip_and_bad_labels_are_refused():
 
 def test_default_flags_leave_every_key_as_it_was(tmp_path):
     """Files keyed before the variant flags existed stay valid: the defaults are not hashed."""
-    from utils.experiment import Experiment
+    from utils.common.experiment import Experiment
     flags = WINE + ["--log_dir", str(tmp_path)]
     base = Experiment(parse_args(flags))
     explicit = Experiment(parse_args(flags + ["--hf_variant", "paper", "--hf_curvature", "hessian",

@@ -5,19 +5,19 @@
 Computes (or reads from the cache shared with main_NU.py / main_IJ.py) the Hessian
 H = (1/n) sum_i hess l_i(w_T) of the configuration's original model and reports the
 smallest kappa of the grid 0, 1e-6, ..., 1, 10 with H + kappa I positive definite (a
-float64 Cholesky, by bisection; ``utils.newton.smallest_pd_damping``). On a non-convex
+float64 Cholesky, by bisection; ``utils.baselines.newton.smallest_pd_damping``). On a non-convex
 model the default --damping_factor 0.01 can leave H + kappa I indefinite, and NU / IJ then
 solve an indefinite system (LU); rerun them with --damping_factor set to this value to
 compare. Writes a JSON to --results_dir; --json prints it.
 """
 import os
 
-from utils import artifacts
-from utils.experiment import Experiment, run_main
-from utils.newton import DAMPING_GRID, full_hessian, smallest_pd_damping
-from utils.options import parse_args
-from utils.provenance import provenance
-from utils.report import finish, info, table
+from utils.common import artifacts
+from utils.common.experiment import Experiment, run_main
+from utils.baselines.newton import DAMPING_GRID, full_hessian, smallest_pd_damping
+from utils.common.options import parse_args
+from utils.common.provenance import provenance
+from utils.common.report import finish, info, table
 
 
 def main(args):

@@ -22,9 +22,9 @@ import math
 import os
 import re
 
-from utils import artifacts
-from utils.errors import InputError, fail
-from utils.plots import plt, save_figure
+from utils.common import artifacts
+from utils.common.errors import InputError, fail
+from utils.audits.plots import plt, save_figure
 
 ATTACKS = {"lira": ("auc_forget", "tpr_at_1fpr_forget", "tpr_at_0.1fpr_forget"), "miau": ("auc_heldout",)}
 COLUMNS = ["release", "sigma", "certified_epsilon", "certified_epsilon_note", "delta", "Delta",

@@ -1,5 +1,5 @@
 """Linearity diagnostic: where the first-order model w_T + s sum_u a_u of training with U's
-weight (1 - s) holds (SPEC section 10; ``utils.linearity``).
+weight (1 - s) holds (SPEC section 10; ``utils.evaluation.linearization``).
 
     python3 -m tools.linearity <training flags> --num_forget m [--floor perturb|float64|threads]
 
@@ -9,11 +9,11 @@ the cached bank when there is one (else one replay for the rows U), and writes a
 """
 import os
 
-from utils import artifacts
-from utils.experiment import Experiment, run_main
-from utils.linearity import diagnose, plot
-from utils.options import parse_args
-from utils.report import finish, info, table
+from utils.common import artifacts
+from utils.common.experiment import Experiment, run_main
+from utils.evaluation.linearization import diagnose, plot
+from utils.common.options import parse_args
+from utils.common.report import finish, info, table
 
 
 def main(args):

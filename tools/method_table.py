@@ -81,7 +81,7 @@ def per_seed(results_dir):
 
 def figure(rows, path):
     """Removed against alignment, one marker per method, one panel per setting (PNG)."""
-    from utils.plots import plt, save_figure
+    from utils.audits.plots import plt, save_figure
     settings = {}
     for r in rows:
         if r.get("removed_mean") and r.get("alignment_mean"):

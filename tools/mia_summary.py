@@ -12,8 +12,8 @@ import glob
 import os
 import sys
 
-from utils import methods
-from utils.artifacts import read_json, write_text
+from utils.common import methods
+from utils.common.artifacts import read_json, write_text
 
 TARGET_ORDER = ["Original"] + methods.audited()
 

@@ -12,10 +12,10 @@ import argparse
 import os
 import sys
 
-from utils.evaluation import aggregate
-from utils.errors import InputError
-from utils.floor import WITHIN
-from utils.plots import plt, save_figure
+from utils.evaluation.compare import aggregate
+from utils.common.errors import InputError
+from utils.evaluation.floor import WITHIN
+from utils.audits.plots import plt, save_figure
 
 LABELS = {"num_forget": "number of deletions m", "lr": "step size lr", "epochs": "epochs"}
 

@@ -1,0 +1,1 @@
+"""Shared plumbing: flags, tables, keys, stored files, provenance, data, context, reports."""

@@ -1,0 +1,1 @@
+"""The curvature engines: Hessian-vector products, per-layer rules, exact Hessians."""

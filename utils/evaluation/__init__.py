@@ -1,0 +1,1 @@
+"""Comparison against Retrain, the noise floor of the distance, the linearity diagnostic."""

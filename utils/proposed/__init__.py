@@ -1,0 +1,1 @@
+"""The Hessian-free method (Proposed): recursion, bank, replay, torchrun, certified release."""
