@@ -210,9 +210,9 @@ def test_bank_that_cannot_fit_is_refused_before_work(tmp_path, monkeypatch):
     monkeypatch.setattr(resources, "available_memory", lambda: need - 1)
     with pytest.raises(InputError, match=r"the approximator bank \(142 rows x d=1,091 per process\) needs "
                                          r"about .* of memory.*--hf_candidates.*--hf_mode replay"):
-        main_proposed.check_outputs(exp.args, exp, 1)
+        main_proposed.check_outputs(exp, 1)
     monkeypatch.setattr(resources, "available_memory", lambda: need + 1)
-    main_proposed.check_outputs(exp.args, exp, 1)
+    main_proposed.check_outputs(exp, 1)
     assert not os.path.exists(tmp_path / "log" / os.path.basename(exp.train_dir) / "original.pt")
 
 
