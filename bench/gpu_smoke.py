@@ -65,7 +65,7 @@ def experiment(opts, log_dir):
 
 def run(opts, log_dir):
     exp = experiment(opts, log_dir)
-    a, dev = exp.args, exp.device
+    dev = exp.device
 
     def hf(rows, steps):
         return recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule[:steps], exp.sgd_config, rows, exp.unlearn, rho_iters=0)
