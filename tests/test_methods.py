@@ -8,7 +8,7 @@ import pytest
 
 from helpers import ROOT
 from utils.common import keys, methods
-from utils.common.experiment import METHOD_FLAGS, METHOD_SCRIPTS
+from utils.common.experiment import METHOD_SCRIPTS
 from utils.common.options import build_parser
 
 
@@ -30,9 +30,19 @@ def test_every_row_names_an_existing_script_and_parser_flags():
 
 def test_the_readers_take_the_table():
     assert keys.METHODS == ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad", "Floor"]
-    assert {m: keys.FAMILIES[m] for m in keys.METHODS} == {m.name: list(m.flags) for m in methods.METHOD_TABLE}
-    assert list(METHOD_FLAGS) == keys.METHODS
-    assert METHOD_SCRIPTS["Proposed_noise"] == "main_proposed.py --application"
+    proposed = ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
+                "hf_variant", "hf_curvature", "hf_damping"]
+    # the flags each method's stored files are keyed by: changing one changes every stored key
+    assert {m: keys.FAMILIES[m] for m in keys.METHODS} == {
+        "Retrain": ["retrain_norm"], "Proposed": proposed,
+        "Proposed_noise": proposed + ["epsilon", "delta", "std", "rho", "noise_seed"],
+        "NU": ["damping_factor", "hessian_solver"], "IJ": ["damping_factor", "hessian_solver"],
+        "Finetune": ["finetune_epochs"], "NegGrad": ["neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"],
+        "Floor": ["retrain_norm", "floor"]}
+    assert METHOD_SCRIPTS == {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
+                              "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
+                              "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py",
+                              "Floor": "main_eva.py"}
     assert methods.audited() == ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad"]
     assert [m.name for m in methods.METHOD_TABLE if m.expected] == ["Proposed", "Proposed_noise", "NU", "IJ"]
 

@@ -2,7 +2,7 @@
 
 ``UnlearnConfig`` is to the method what ``utils.training.train.SGDConfig`` is to training: a frozen
 object built once (``from_args``) and passed whole, so that nothing below the scripts reads
-the flags. It nests ``HFConfig``, the choice of recursion. No torch import: the baseline
+the method's flags. It nests ``HFConfig``, the choice of recursion. No torch import: the baseline
 scripts load this module through ``utils.common.experiment`` at no cost.
 """
 from dataclasses import dataclass, field
@@ -46,7 +46,8 @@ class HFConfig:
 
     @classmethod
     def from_flags(cls, flags):
-        """From {'hf_variant', 'hf_curvature', 'hf_damping'} (``utils.common.options.parse_hf_label``)."""
+        """From a mapping with 'hf_variant', 'hf_curvature', 'hf_damping' (the parsed flags, or
+        ``utils.common.options.parse_hf_label``'s result)."""
         return cls(flags["hf_variant"], flags["hf_curvature"], flags["hf_damping"])
 
     def flags(self):
@@ -95,4 +96,4 @@ class UnlearnConfig:
         """From the parsed flags (``utils.common.options.parse_args``)."""
         listed = None if args.hf_candidate_list is None else tuple(args.hf_candidate_list)
         return cls(args.retrain_norm, args.mem_budget_mb, args.bank_dtype, args.hf_candidates, listed,
-                   args.hf_mode, HFConfig(args.hf_variant, args.hf_curvature, args.hf_damping))
+                   args.hf_mode, HFConfig.from_flags(vars(args)))
