@@ -15,7 +15,8 @@ from utils.common.options import parse_args
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
-from utils.evaluation.compare import aggregate, compare, text_table, thread_notice, write_aggregate, write_result
+from utils.evaluation.compare import (aggregate, compare, require_proposed, text_table, thread_notice,
+                                      write_aggregate, write_result)
 from utils.common.experiment import Experiment, run_main
 from utils.evaluation.floor import annotate, ensure_floor
 from utils.common.report import finish, info
@@ -28,10 +29,10 @@ def main(args):
         finish(agg, args.json, open(md).read() + f"\nwritten: {md}, {cs}")
         return
     exp = Experiment(args)
-    if args.application:                # asked for a noised release: it must exist before any work
+    if args.application or args.proposed_row_flags:   # rows asked for by name must exist before any work
         exp.require_original()
         exp.require_method("Retrain")
-        exp.require_method("Proposed_noise")
+        require_proposed(exp)
     ensure_floor(exp)
     rows = annotate(compare(exp))
     notice = thread_notice(rows)

@@ -211,7 +211,9 @@ class Experiment:
 
     # ------------------------------------------------------------------ evaluation
     def metrics(self, w):
-        """Accuracy and loss on the test set, the forget set U and the remaining D \\ U."""
+        """Accuracy and loss on the test set, the forget set U and the remaining D \\ U, with
+        ``w`` cast to the model's own dtype (the float64 noise floor is stored in float64)."""
+        w = w.to(self.w0.dtype)
         bs = self.eval_batch
         U = self.U.to(self.device)
         rest = self.keep.nonzero().squeeze(1)

@@ -2,9 +2,9 @@
 
 Original flag names and defaults are kept (SPEC section 2), grouped for ``--help`` by
 what they concern. ``parse_args`` validates every value before any work starts and stops
-with one line naming the offending flag. This module and the three it imports (catalog,
-errors, resources) use the standard library only, so a script checks its flags before it imports
-torch: a bad flag costs a fraction of a second.
+with one line naming the offending flag. This module and the four it imports (catalog,
+errors, resources, hfconfig) use the standard library only, so a script checks its flags before
+it imports torch: a bad flag costs a fraction of a second.
 """
 import argparse
 import math
@@ -15,10 +15,12 @@ import zipfile
 from utils.common.catalog import DATASETS, MODELS, model_builder
 from utils.common import resources
 from utils.common.errors import InputError, fail, install_interrupt_hook
+from utils.proposed.hfconfig import NAMED_VARIANTS, QUIRKS, variant_name
 
 DIRECTORY_FLAGS = ["data_dir", "log_dir", "results_dir"]
-# --hf_variant values: the paper's recursion, the authors' (all three quirks), each quirk alone
-HF_VARIANTS = ["paper", "authors", "inject_first", "sample_clip", "uncorrected"]
+# the parts of a --hf_variant value: the paper's recursion, the authors' (all three quirks), each
+# quirk; quirks '+'-joined compose ('inject_first+sample_clip')
+HF_VARIANTS = list(NAMED_VARIANTS) + list(QUIRKS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,9 +61,10 @@ def build_parser():
     g("--hf_candidates", default=None, help="samples that may ever be deleted: 'all' (default), 'forget' (the forget set only, as the authors), or comma-separated indices")
     g("--bank_dtype", choices=["float32", "float16", "bfloat16", "float64"], default="float32", help="storage precision of the approximator bank")
     g("--hf_mode", choices=["bank", "replay"], default="bank", help="'bank': precompute a vector per sample; 'replay': recompute the requested vectors from the training record")
-    g("--hf_variant", choices=HF_VARIANTS, default="paper",
+    g("--hf_variant", default="paper",
       help="the recursion: 'paper' (the paper's equations, d w_T / d s); 'authors' (the recursion behind the "
-           "published figures: inject_first + sample_clip + uncorrected); or one of those quirks alone")
+           "published figures: inject_first + sample_clip + uncorrected); or some of those quirks, "
+           "'+'-joined (e.g. 'inject_first+sample_clip')")
     g("--hf_curvature", choices=["hessian", "ggn"], default="hessian",
       help="curvature in J_t: the mini-batch loss Hessian (paper) or the generalised Gauss-Newton matrix")
     g("--hf_damping", type=float, default=0.0, help="kappa >= 0: the recursion contracts with I - eta_t (J_t + kappa I)")
@@ -117,27 +120,65 @@ def build_parser():
     return p
 
 
-def parse_hf_label(text):
+def combine_variants(parts, where):
+    """The one variant name (``hfconfig.variant_name``) of '+'-joined variant ``parts`` (each
+    one of HF_VARIANTS): their quirks together, 'authors' + a quirk being 'authors'. InputError
+    starting with ``where`` for 'paper' (no quirk) beside a quirk, a contradiction."""
+    quirks = [q for part in parts for q in NAMED_VARIANTS.get(part, (part,))]
+    if "paper" in parts and quirks:
+        other = next(p for p in parts if p != "paper")
+        raise InputError(f"{where}: 'paper' (the paper's recursion, no quirk) contradicts {other!r}; "
+                         f"keep one of them")
+    return variant_name(quirks)
+
+
+def parse_hf_label(text, where="--proposed_rows"):
     """'authors+ggn+kappa=0.1' -> {'hf_variant': 'authors', 'hf_curvature': 'ggn', 'hf_damping': 0.1}
-    (the flags a Proposed row label stands for; 'paper' alone is the default recursion);
-    InputError naming --proposed_rows on anything else."""
-    out = {"hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0}
+    (the flags a Proposed row label stands for; 'paper' alone is the default recursion). Variant
+    parts compose (``combine_variants``: 'inject_first+sample_clip+uncorrected' is 'authors');
+    a part repeated with the same meaning is harmless. InputError starting with ``where`` (the
+    flag or variable the label came from) on an unknown part or a contradiction: 'paper' with a
+    quirk, two curvatures, two dampings."""
+    variants, curvatures, dampings = [], [], []
     for token in text.split("+"):
         if token in HF_VARIANTS:
-            out["hf_variant"] = token
+            variants.append(token)
         elif token in ("hessian", "ggn"):
-            out["hf_curvature"] = token
+            curvatures.append(token)
         elif token.startswith("kappa="):
             try:
-                out["hf_damping"] = float(token[len("kappa="):])
+                value = float(token[len("kappa="):])
             except ValueError:
-                out["hf_damping"] = -1.0
-            if not (math.isfinite(out["hf_damping"]) and out["hf_damping"] >= 0):
-                raise InputError(f"--proposed_rows: {token!r} needs a non-negative number")
+                value = -1.0
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"{where}: {token!r} needs a non-negative number")
+            dampings.append(value)
         else:
-            raise InputError(f"--proposed_rows: unknown part {token!r} of {text!r}; use variants "
+            raise InputError(f"{where}: unknown part {token!r} of {text!r}; use variants "
                              f"({', '.join(HF_VARIANTS)}), 'hessian' or 'ggn', and 'kappa=<number>', joined by '+'")
-    return out
+    for what, values in [("curvatures", curvatures), ("dampings", [f"kappa={v:g}" for v in dampings])]:
+        if len(set(values)) > 1:
+            raise InputError(f"{where}: {text!r} names two {what}, {values[0]!r} and "
+                             f"{next(v for v in values if v != values[0])!r}; a label means one variant")
+    return {"hf_variant": combine_variants(variants, f"{where}: {text!r}"),
+            "hf_curvature": curvatures[0] if curvatures else "hessian",
+            "hf_damping": dampings[0] if dampings else 0.0}
+
+
+def parse_hf_labels(text, where="--proposed_rows"):
+    """A comma-separated list of labels -> the flags of each (``parse_hf_label``); InputError
+    starting with ``where`` when empty or when two labels name the same variant."""
+    labels = [x.strip() for x in text.split(",") if x.strip()]
+    if not labels:
+        raise InputError(f"{where}: expected at least one label, e.g. 'paper,authors'")
+    seen = {}
+    for label in labels:
+        flags = parse_hf_label(label, where)
+        key = tuple(flags.values())
+        if key in seen:
+            raise InputError(f"{where}: {seen[key]!r} and {label!r} name the same variant; list it once")
+        seen[key] = label
+    return [dict(zip(("hf_variant", "hf_curvature", "hf_damping"), key)) for key in seen]
 
 
 def parse_indices(flag, text):
@@ -268,6 +309,11 @@ def validate(args):
         raise InputError(f"--n_nonmembers: must be non-negative, got {args.n_nonmembers}")
     if args.finetune_epochs < 0 or args.neggrad_epochs < 0:
         raise InputError("--finetune_epochs and --neggrad_epochs must be non-negative")
+    unknown = [part for part in args.hf_variant.split("+") if part not in HF_VARIANTS]
+    if unknown:
+        raise InputError(f"--hf_variant: unknown part {unknown[0]!r} of {args.hf_variant!r}; use "
+                         f"{', '.join(HF_VARIANTS)}, quirks joined by '+'")
+    args.hf_variant = combine_variants(args.hf_variant.split("+"), f"--hf_variant {args.hf_variant!r}")
     if args.rho is not None and not args.rho > 0:
         raise InputError(f"--rho: must be positive, got {args.rho}")
     check_pretrained(args)
@@ -293,10 +339,7 @@ def validate(args):
             check_candidates_cover(args, args.forget_list)
     args.proposed_row_flags = None
     if args.proposed_rows is not None:
-        labels = [x for x in args.proposed_rows.split(",") if x.strip()]
-        if not labels:
-            raise InputError("--proposed_rows: expected at least one label, e.g. 'paper,authors'")
-        args.proposed_row_flags = [parse_hf_label(x.strip()) for x in labels]
+        args.proposed_row_flags = parse_hf_labels(args.proposed_rows)
     for name in DIRECTORY_FLAGS:
         check_directory(name, getattr(args, name))
     args.num_classes = info["classes"]
@@ -317,12 +360,20 @@ def parse_args(argv=None, parser=None):
 
 if __name__ == "__main__":
     # `python3 -m utils.common.options LABEL`: the flags of a Proposed row label, one per line (none
-    # for 'paper'); the sweeps' VARIANTS read labels through this one parser.
+    # for 'paper'); `... --variants LABEL...`: check a sweep's VARIANTS labels (all of them, before
+    # its first command), print nothing. The sweeps read labels through this one parser.
     import sys
+    argv = sys.argv[1:]
+    check = argv[:1] == ["--variants"]
     try:
-        label_flags = parse_hf_label(sys.argv[1])
+        if check:
+            parse_hf_labels(",".join(argv[1:]), "VARIANTS")
+        elif len(argv) != 1:
+            raise InputError("usage: python3 -m utils.common.options LABEL | --variants LABEL...")
+        else:
+            label_flags = parse_hf_label(argv[0], "label")
     except InputError as e:
         fail(str(e))
-    if sys.argv[1] != "paper":
+    if not check and label_flags != parse_hf_label("paper"):
         for flag, value in label_flags.items():
             print(f"--{flag}\n{value:g}" if isinstance(value, float) else f"--{flag}\n{value}")

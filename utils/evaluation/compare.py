@@ -60,23 +60,59 @@ def setting_of(exp):
     return cfg
 
 
+def proposed_variants(exp):
+    """[(HFConfig, exp seen with its flags)] of the Proposed variants to show: each label of
+    --proposed_rows, else the one the flags select."""
+    if exp.args.proposed_row_flags is None:
+        return [(exp.unlearn.hf, exp)]
+    return [(HFConfig.from_flags(flags), exp.with_flags(**flags)) for flags in exp.args.proposed_row_flags]
+
+
+def _variant_command(hf):
+    """The user's command as main_proposed.py for variant ``hf`` (its own variant flags)."""
+    extra = [] if hf.is_paper else ["--hf_variant", hf.variant, "--hf_curvature", hf.curvature,
+                                    "--hf_damping", f"{hf.damping:g}"]
+    return " ".join([command_line("main_proposed.py", drop=("--proposed_rows", "--hf_variant", "--hf_curvature",
+                                                             "--hf_damping"))] + extra)
+
+
+def require_proposed(exp):
+    """Before any work (the floor's retrain): every variant of --proposed_rows is saved and,
+    with --application, so is each shown variant's certified release; else InputError naming
+    the first missing one and the command that makes it."""
+    if exp.args.proposed_row_flags is None:
+        if exp.args.application:
+            exp.require_method("Proposed_noise")
+        return
+    wanted = ["Proposed"] + (["Proposed_noise"] if exp.args.application else [])
+    for hf, variant in proposed_variants(exp):
+        for method in wanted:
+            pt, js = variant.method_paths(method)
+            if not (os.path.exists(pt) and os.path.exists(js)):
+                raise InputError(f"no {method} model for the --proposed_rows variant '{hf.label}' ({pt}); "
+                                 f"run: {_variant_command(hf)}")
+
+
 def proposed_models(exp):
-    """{row name: (w, record)} of the Proposed variants to show: those of --proposed_rows
-    (each required: InputError naming the command that makes it), else the one the flags
-    select, when saved. Row names: ``HFConfig.row_name`` ('Proposed', 'Proposed[authors]')."""
-    a = exp.args
-    if a.proposed_row_flags is None:
-        got = exp.load_method("Proposed")
-        return {} if got is None else {exp.unlearn.hf.row_name: got}
-    out = {}
-    for flags in a.proposed_row_flags:
-        hf = HFConfig.from_flags(flags)
-        variant = exp.with_flags(**flags)
-        extra = [] if hf.is_paper else ["--hf_variant", hf.variant, "--hf_curvature", hf.curvature,
-                                        "--hf_damping", f"{hf.damping:g}"]
-        out[hf.row_name] = variant.load_method(
-            "Proposed", command=command_line("main_proposed.py", drop=("--proposed_rows",)) + " ".join([""] + extra))
-    return out
+    """{row name: (w, record)} of the Proposed variants to show (``proposed_variants``): each
+    variant's model (required for a label of --proposed_rows), then each one's certified
+    release (required with --application, else shown when saved). Row names:
+    ``HFConfig.row_name`` ('Proposed', 'Proposed[authors]') and ``noise_row_name``
+    ('Proposed_noise', 'Proposed_noise[authors]'): a release is shown beside its own variant only."""
+    listed = exp.args.proposed_row_flags is not None
+    models, noised = {}, {}
+    for hf, variant in proposed_variants(exp):
+        got = variant.load_method("Proposed", command=_variant_command(hf) if listed else None)
+        if got is not None:
+            models[hf.row_name] = got
+        if exp.args.application:
+            noise = (variant.load_method("Proposed_noise", command=_variant_command(hf)) if listed
+                     else exp.require_method("Proposed_noise"))
+        else:
+            noise = variant.load_method("Proposed_noise")
+        if noise is not None:
+            noised[hf.noise_row_name] = noise
+    return dict(models, **noised)
 
 
 def update_metrics(w, w_T, w_retrain, d_original):
@@ -102,14 +138,12 @@ def compare(exp):
     w_retrain, _ = exp.require_method("Retrain")
     models = {"Original": (w_T, artifacts.read_json(os.path.join(exp.train_dir, "manifest.json")))}
     for method, got in exp.saved_methods().items():
-        if method == "Proposed":
+        if method in ("Proposed", "Proposed_noise"):
             continue
         models[method] = got
         if method == "Retrain":
             models.update(proposed_models(exp))
     d_original = float((w_T - w_retrain).double().norm())
-    if exp.args.application and "Proposed_noise" not in models:
-        exp.require_method("Proposed_noise")       # asked for (--application) but never released
     rows = {}
     for name, (w, record) in models.items():
         m = dict(record.get("metrics", {}), **exp.metrics(w))

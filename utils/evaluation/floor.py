@@ -80,7 +80,7 @@ def cached_floor(exp):
     info(f"computing the noise floor ({kind}): one retrain")
     start = time.perf_counter()
     w, details = floor_model(exp, kind)
-    metrics = dict(exp.metrics(w.to(exp.w0.dtype)), floor=kind, floor_s=time.perf_counter() - start,
+    metrics = dict(exp.metrics(w), floor=kind, floor_s=time.perf_counter() - start,
                    unlearn_s=None, precompute_s=None, storage_bytes=None, **details)
     exp.save_method("Floor", w, metrics)
     return w, metrics

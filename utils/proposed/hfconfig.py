@@ -9,6 +9,30 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 
+# the authors' three departures from the paper's recursion, in the order variant names list them
+QUIRKS = ("inject_first", "sample_clip", "uncorrected")
+# the variants with a name of their own: no quirk (the paper's equations), all three (the authors')
+NAMED_VARIANTS = {"paper": (), "authors": QUIRKS}
+
+
+def variant_name(quirks):
+    """The one name of the variant with the set ``quirks`` (each one of QUIRKS): 'paper' for
+    none, 'authors' for all three, else the quirks '+'-joined in QUIRKS order."""
+    chosen = tuple(q for q in QUIRKS if q in set(quirks))
+    named = [name for name, qs in NAMED_VARIANTS.items() if qs == chosen]
+    return named[0] if named else "+".join(chosen)
+
+
+def variant_quirks(name):
+    """The inverse of ``variant_name``: the quirks of a variant name (KeyError when it is none)."""
+    if name in NAMED_VARIANTS:
+        return NAMED_VARIANTS[name]
+    parts = name.split("+")
+    if not all(p in QUIRKS for p in parts) or variant_name(parts) != name:
+        raise KeyError(name)
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class HFConfig:
     """Which recursion ``recursion`` runs (``--hf_variant --hf_curvature --hf_damping``).
@@ -24,6 +48,10 @@ class HFConfig:
     * uncorrected: inj_u = (that vector) / |B_t| even under --retrain_norm mean (no batch-mean
       correction; with --retrain_norm batch this changes nothing).
 
+    The quirks act independently, so any set of them is a variant: its name is
+    ``variant_name(quirks)`` ('paper' for none, 'authors' for all three, else e.g.
+    'inject_first+sample_clip').
+
     curvature 'ggn' puts the generalised Gauss-Newton matrix in J_t in place of the loss
     Hessian; damping kappa contracts with I - eta_t (J_t + kappa I).
     """
@@ -31,13 +59,9 @@ class HFConfig:
     curvature: str = "hessian"
     damping: float = 0.0
 
-    QUIRKS = {"paper": (), "authors": ("inject_first", "sample_clip", "uncorrected"),
-              "inject_first": ("inject_first",), "sample_clip": ("sample_clip",),
-              "uncorrected": ("uncorrected",)}
-
     def has(self, quirk):
-        """True when the variant includes ``quirk`` (one of QUIRKS' values)."""
-        return quirk in self.QUIRKS[self.variant]
+        """True when the variant includes ``quirk`` (one of QUIRKS)."""
+        return quirk in variant_quirks(self.variant)
 
     @property
     def is_paper(self):
@@ -67,6 +91,11 @@ class HFConfig:
     def row_name(self):
         """The method's row in tables: 'Proposed', or 'Proposed[label]' for a variant."""
         return "Proposed" if self.is_paper else f"Proposed[{self.label}]"
+
+    @property
+    def noise_row_name(self):
+        """The row of its certified release: 'Proposed_noise', or 'Proposed_noise[label]'."""
+        return "Proposed_noise" if self.is_paper else f"Proposed_noise[{self.label}]"
 
 
 @dataclass(frozen=True)
