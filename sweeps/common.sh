@@ -8,7 +8,8 @@
 #   EXTRA="--flag v"  appended to every command (split on whitespace)
 #   VARIANTS="paper authors ggn+kappa=0.1"   Proposed rows: each label (a --hf_variant value,
 #                     'ggn', 'kappa=K', joined by '+') is run by main_proposed.py and shown by
-#                     main_eva.py as its own row, 'Proposed[label]' (default: paper only)
+#                     main_eva.py as its own row, 'Proposed[label]' (default: paper only); every
+#                     label is checked when this file is sourced, before the first command
 #
 # `run script.py FLAGS...` runs one step once. A finished step leaves a stamp under
 # LOG_DIR/.sweep-stamps listing every file it wrote (utils/common/artifacts.py appends them to
@@ -66,6 +67,10 @@ on_interrupt() {
     exit 130
 }
 trap on_interrupt INT TERM
+
+# Every VARIANTS label is checked now, before the first command (one line naming VARIANTS).
+read -r -a VARIANT_LABELS <<< "${VARIANTS:-paper}"
+py -m utils.common.options --variants ${VARIANT_LABELS[@]+"${VARIANT_LABELS[@]}"} || exit 2
 
 # True when the stamp lists at least one file and every listed file still exists.
 outputs_exist() {
@@ -129,12 +134,12 @@ unlearn_and_evaluate() {
     local cert=() rows=() label vflags
     [ "${APPLICATION:-0}" = "1" ] && cert=(--application)
     run main_retrain.py "$@"
-    for label in ${VARIANTS:-paper}; do
+    for label in ${VARIANT_LABELS[@]+"${VARIANT_LABELS[@]}"}; do
         vflags=(); mapfile -t vflags < <(variant_flags "$label") && wait $! || exit 2
         run main_proposed.py "$@" ${vflags[@]+"${vflags[@]}"} ${cert[@]+"${cert[@]}"}
     done
     [ "${SECOND_ORDER:-1}" = "1" ] && run_kind second-order "$@"
-    [ "${VARIANTS:-paper}" != "paper" ] && rows=(--proposed_rows "$(echo ${VARIANTS} | tr ' ' ',')")
+    [ "${VARIANT_LABELS[*]}" != "paper" ] && rows=(--proposed_rows "$(IFS=,; echo "${VARIANT_LABELS[*]}")")
     run main_eva.py "$@" ${rows[@]+"${rows[@]}"} ${cert[@]+"${cert[@]}"}
 }
 

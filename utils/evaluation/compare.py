@@ -287,16 +287,22 @@ def aggregate(results_dir):
     return out
 
 
+def methods_in_order(names):
+    """Method names in the display order of the method table; a variant, 'Proposed[...]', right
+    after its base ('Proposed'), unknown names last."""
+    order = ["Original"] + list(METHOD_FLAGS)
+
+    def place(m):
+        base = m.split("[")[0]
+        return (order.index(base) if base in order else len(order), m != base, m)
+    return sorted(names, key=place)
+
+
 def _methods_in_order(agg):
     names = []
     for g in agg.values():
         names += [m for m in g["methods"] if m not in names]
-    order = ["Original"] + list(METHOD_FLAGS)
-
-    def place(m):            # a Proposed variant, 'Proposed[...]', right after Proposed
-        base = m.split("[")[0]
-        return (order.index(base) if base in order else len(order), m != base, m)
-    return sorted(names, key=place)
+    return methods_in_order(names)
 
 
 def _cell(stat, seeds=None):
