@@ -293,3 +293,69 @@ def test_miau_features_flag_keeps_method_as_its_other_spelling():
     """--features and the original --method set the same value, stored under 'method'."""
     for spelling in ("--features", "--method"):
         assert parse_args(WINE + [spelling, "l2_distance"]).method == "l2_distance"
+
+
+@pytest.mark.parametrize("label, variant, curvature", [
+    ("inject_first+sample_clip", "inject_first+sample_clip", "hessian"),
+    ("sample_clip+inject_first+ggn", "inject_first+sample_clip", "ggn"),
+    ("inject_first+sample_clip+uncorrected", "authors", "hessian"),
+    ("authors+inject_first", "authors", "hessian"),
+    ("paper+ggn", "paper", "ggn"),
+    ("uncorrected+uncorrected", "uncorrected", "hessian"),
+])
+def test_joined_variant_labels_compose_their_quirks(label, variant, curvature):
+    """A '+'-joined label keeps every part: the quirks together (all three are 'authors'), one
+    name for one set of quirks whatever the order, the same through --hf_variant."""
+    from utils.common.options import parse_hf_label
+    from utils.proposed.hfconfig import QUIRKS, HFConfig
+    flags = parse_hf_label(label)
+    assert flags == {"hf_variant": variant, "hf_curvature": curvature, "hf_damping": 0.0}
+    wanted = {q for part in label.split("+") for q in ({"authors": QUIRKS}.get(part, (part,))) if q in QUIRKS}
+    assert {q for q in QUIRKS if HFConfig.from_flags(flags).has(q)} == wanted
+    assert HFConfig.from_flags(parse_hf_label(HFConfig.from_flags(flags).label)) == HFConfig.from_flags(flags)
+    joined = "+".join(p for p in label.split("+") if p not in ("ggn", "hessian"))
+    assert parse_args(flags_with(hf_variant=joined)).hf_variant == variant
+
+
+@pytest.mark.parametrize("label, needle", [
+    ("paper+authors", "'paper' (the paper's recursion, no quirk) contradicts 'authors'"),
+    ("sample_clip+paper", "'paper' (the paper's recursion, no quirk) contradicts 'sample_clip'"),
+    ("ggn+hessian", "names two curvatures, 'ggn' and 'hessian'"),
+    ("kappa=0.1+authors+kappa=0.2", "names two dampings, 'kappa=0.1' and 'kappa=0.2'"),
+    ("authors,inject_first+uncorrected+sample_clip", "'authors' and 'inject_first+uncorrected+sample_clip' "
+                                                     "name the same variant"),
+])
+def test_contradictory_labels_are_one_line_before_work(label, needle, dirs):
+    proc = run_script("main_eva.py", *WINE, *dirs, "--proposed_rows", label, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and needle in proc.stderr
+    assert proc.stderr.startswith("error: --proposed_rows: ")
+
+
+def test_hf_variant_flag_refuses_contradictions_and_other_parts():
+    for value, needle in [("paper+authors", "--hf_variant 'paper+authors': 'paper'"),
+                          ("ggn", "--hf_variant: unknown part 'ggn'"),
+                          ("inject_first+x", "--hf_variant: unknown part 'x'")]:
+        with pytest.raises(InputError, match=re.escape(needle)):
+            validate(build_parser().parse_args(flags_with(hf_variant=value)))
+
+
+def test_label_command_prints_the_composed_flags_and_names_its_source():
+    """`python3 -m utils.common.options LABEL` (what the sweeps run for each VARIANTS label)."""
+    import subprocess
+    import sys
+    from helpers import ROOT
+
+    def cli(*argv):
+        return subprocess.run([sys.executable, "-m", "utils.common.options", *argv], cwd=ROOT,
+                              capture_output=True, text=True)
+    assert cli("inject_first+sample_clip+uncorrected").stdout.split() == [
+        "--hf_variant", "authors", "--hf_curvature", "hessian", "--hf_damping", "0"]
+    assert cli("paper").stdout == "" and cli("paper+hessian").stdout == ""
+    bad = cli("ggn+hessian")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: label: 'ggn+hessian' names two curvatures")
+    many = cli("--variants", "paper", "authors", "paper+sample_clip")
+    assert many.returncode == 2 and many.stdout == ""
+    assert many.stderr.splitlines() == ["error: VARIANTS: 'paper+sample_clip': 'paper' (the paper's recursion, "
+                                        "no quirk) contradicts 'sample_clip'; keep one of them"]
+    assert cli("--variants", "paper", "authors", "inject_first+ggn").returncode == 0

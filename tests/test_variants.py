@@ -17,10 +17,10 @@ from utils.training.train import SGDConfig, make_schedule
 VARIANTS = [v for v in HF_VARIANTS if v != "paper"]
 
 
-@pytest.mark.parametrize("variant", HF_VARIANTS)
+@pytest.mark.parametrize("variant", HF_VARIANTS + ["inject_first+sample_clip", "sample_clip+uncorrected"])
 def test_each_variant_equals_its_dense_reference(variant):
     """Logistic model, closed form and torch.func engines; both normalisations, clipping
-    active and inactive, with and without damping."""
+    active and inactive, with and without damping; quirks alone and joined."""
     n, lam, lr, decay = 9, 0.02, 0.8, 0.98
     fm, w0, X, y = tiny("logistic", "wine", (13,), n, seed=4)
     schedule = make_schedule(n, 4, 3, seed=2)
@@ -169,14 +169,110 @@ def test_method_table_puts_each_method_beside_the_floor():
 
 
 def test_method_table_per_seed_lists_each_run(tmp_path):
-    import json
     from tools.method_table import per_seed
-    setting = dict(dataset="mnist", model="cnn", num_dataset=1000, num_forget=10)
+    from utils.common import artifacts
+    setting = dict(dataset="mnist", model="cnn", num_dataset=1000, num_forget=10, lr=0.05, epochs=20)
     for seed, removed in ((124, 0.2), (42, 0.06)):
         methods = {"Original": dict(floor=0.01 * seed, removed=None, alignment=None),
                    "Proposed": dict(floor=0.01 * seed, removed=removed, alignment=0.5),
                    "Retrain": dict(floor=0.01 * seed, removed=None, alignment=None)}
-        (tmp_path / f"eva-{seed}.json").write_text(json.dumps(dict(setting=setting, seed=seed, methods=methods)))
+        artifacts.write_json(str(tmp_path / f"eva-{seed}.json"),
+                             dict(setting=setting, setting_key="k1", seed=seed, methods=methods))
     lines = per_seed(str(tmp_path)).splitlines()
     assert lines[2] == "| seed | floor | Proposed |"
     assert lines[4:6] == ["| 42 | 0.42 | 0.060 / 0.50 |", "| 124 | 1.2 | 0.200 / 0.50 |"]
+
+
+def write_runs(folder):
+    """Per-run results of two settings with the same dataset, model, n and m (epochs 3 and 4,
+    floors 1e-6 and 1e-3); NU only in seed 2 of the first; Finetune with alignment null (it did
+    not move), then their aggregate, as main_eva.py writes them."""
+    from utils.common import artifacts
+    from utils.evaluation.compare import aggregate, write_aggregate
+    base = dict(dataset="wine", model="logistic", num_dataset=100, num_forget=5, lr=0.05)
+    for epochs, floor in ((3, 1e-6), (4, 1e-3)):
+        for seed in (1, 2):
+            methods = {"Original": dict(distance=0.02, floor=floor, removed=None, alignment=None),
+                       "Proposed": dict(distance=0.002, floor=floor, removed=0.9, alignment=0.99),
+                       "Finetune": dict(distance=0.02, floor=floor, removed=0.0, alignment=None)}
+            if epochs == 3 and seed == 2:
+                methods["NU"] = dict(distance=0.01, floor=floor, removed=0.5, alignment=0.7)
+            artifacts.write_json(str(folder / f"eva-e{epochs}-s{seed}.json"),
+                                 dict(setting=dict(base, epochs=epochs), setting_key=f"key{epochs}", seed=seed,
+                                      methods=methods))
+    write_aggregate(str(folder), aggregate(str(folder)))
+
+
+def method_table(capsys, *argv):
+    """(exit status, stdout, stderr lines) of `python3 -m tools.method_table ARGV`."""
+    from tools.method_table import main
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err.splitlines()
+
+
+def test_method_table_keeps_settings_of_one_size_apart(tmp_path, capsys):
+    """Same dataset / model / n / m, other epochs: two tables, each titled by what differs and
+    with its own floor; --per_seed likewise, with every method of the setting as a column (NU
+    of seed 2 only) and a null alignment shown as '-'."""
+    write_runs(tmp_path)
+    code, out, _ = method_table(capsys, "--results_dir", str(tmp_path), "--per_seed")
+    assert code == 0
+    assert "wine / logistic, n = 100, m = 5, setting key3 (epochs=3) (floor 1e-06)" in out
+    assert "wine / logistic, n = 100, m = 5, setting key4 (epochs=4) (floor 0.001)" in out
+    tables = out.split("\n\n")
+    assert "| Proposed | 2 | 0.002 ± 0 (2e+03x) |" in out and "| Proposed | 2 | 0.002 ± 0 (2x) |" in out
+    per_seed = out[out.index("setting key3 (epochs=3): removed / alignment per seed"):]
+    assert "| seed | floor | Proposed | NU | Finetune |" in per_seed
+    assert "| 1 | 1e-06 | 0.900 / 0.99 | - | 0.000 / - |" in per_seed
+    assert "| 2 | 1e-06 | 0.900 / 0.99 | 0.500 / 0.70 | 0.000 / - |" in per_seed
+    assert "| seed | floor | Proposed | Finetune |" in per_seed      # the epochs=4 setting has no NU
+    assert len(tables) >= 4
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("empty", "eva_summary.csv is empty"),
+    ("truncated", "columns expected (a truncated or corrupt file)"),
+    ("cell", "distance_mean = 'x1' is not a finite number"),
+    ("header", "lacks the columns"),
+    ("json", "corrupt artefact"),
+])
+def test_method_table_damaged_inputs_are_one_line(tmp_path, capsys, damage, needle):
+    write_runs(tmp_path)
+    csv_path = tmp_path / "eva_summary.csv"
+    text = csv_path.read_text()
+    if damage == "empty":
+        csv_path.write_text("")
+    elif damage == "truncated":
+        csv_path.write_text(text[:text.rstrip().rindex("\n") + 12])     # the last row cut short
+    elif damage == "cell":
+        lines = text.splitlines()
+        header = lines[0].split(",")
+        cells = lines[1].split(",")
+        cells[header.index("distance_mean")] = "x1"
+        csv_path.write_text("\n".join([lines[0], ",".join(cells)] + lines[2:]) + "\n")
+    elif damage == "header":
+        csv_path.write_text("a,b\n1,2\n")
+    else:
+        path = tmp_path / "eva-e4-s1.json"
+        path.write_text(path.read_text()[:40])
+    code, out, err = method_table(capsys, "--results_dir", str(tmp_path), "--per_seed")
+    assert code == 2 and out == "" and len(err) == 1 and needle in err[0] and err[0].startswith("error: ")
+
+
+def test_method_table_figure_into_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    from utils.common import options
+    write_runs(tmp_path)
+
+    def read_only(**kw):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(options.tempfile, "mkstemp", read_only)
+    code, out, err = method_table(capsys, "--results_dir", str(tmp_path), "--figure", str(tmp_path / "ro" / "f.png"))
+    assert code == 2 and out == ""
+    assert err == [f"error: --figure: {tmp_path / 'ro'} cannot be created in {tmp_path} (Read-only file system); "
+                   f"choose another directory"]
+    assert not (tmp_path / "ro").exists()
