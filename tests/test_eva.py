@@ -121,3 +121,70 @@ def test_thread_counts_recorded_and_a_mismatch_noticed(dirs):
         assert thread_notice(compare(exp)) is None
     finally:
         torch.set_num_threads(before)
+
+
+TINY = ["--model", "logistic", "--dataset", "wine", "--num_dataset", "100", "--batch_size", "32", "--epochs", "3",
+        "--num_forget", "5", "--gpu", "-1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    """A tiny Wine setting with Retrain, Proposed (and its certified release, 2 draws) and
+    Proposed[authors] (no release)."""
+    tmp = tmp_path_factory.mktemp("variants")
+    flags = TINY + ["--log_dir", str(tmp / "log"), "--results_dir", str(tmp / "results")]
+    run_script("main_retrain.py", *flags)
+    run_script("main_proposed.py", *flags, "--application", "--noise_seeds", "2")
+    run_script("main_proposed.py", *flags, "--hf_variant", "authors")
+    return dict(tmp=tmp, flags=flags)
+
+
+def floors(variants):
+    return sorted(glob.glob(str(variants["tmp"] / "log" / "*" / "forget-*" / "Floor-*.pt")))
+
+
+def test_float64_floor_evaluates_and_its_cache_is_reused(variants):
+    """--floor float64: the floor model (stored in float64) is evaluated in the model's dtype,
+    on the first run and from the cache on the second."""
+    for attempt in range(2):
+        proc = run_script("main_eva.py", *variants["flags"], "--floor", "float64", "--json", check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert ("computing the noise floor (float64)" in proc.stderr) == (attempt == 0)
+        rows = json.loads(proc.stdout)
+        assert 0 < rows["Original"]["floor"] < rows["Original"]["distance"]
+        assert rows["Proposed"]["floor"] == rows["Original"]["floor"]
+
+
+def test_noised_row_belongs_to_a_variant_shown(variants):
+    """The release of the paper's recursion is not shown beside Proposed[authors] alone; with
+    --application, the shown variant's own release is required (before the floor) and shown
+    as Proposed_noise[authors]."""
+    flags = variants["flags"]
+    rows = json.loads(run_script("main_eva.py", *flags, "--proposed_rows", "authors", "--json").stdout)
+    assert "Proposed[authors]" in rows and not any(name.startswith("Proposed_noise") for name in rows)
+    rows = json.loads(run_script("main_eva.py", *flags, "--proposed_rows", "paper,authors", "--json").stdout)
+    assert "Proposed_noise" in rows and "Proposed_noise[authors]" not in rows
+    before = floors(variants)
+    missing = run_script("main_eva.py", *flags, "--application", "--noise_seeds", "2", "--floor", "threads",
+                         "--proposed_rows", "authors", check=False)
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "no Proposed_noise model for the --proposed_rows variant 'authors'" in missing.stderr
+    assert "main_proposed.py" in missing.stderr and "--application" in missing.stderr
+    command = missing.stderr.split("; run: ")[1]
+    assert "--hf_variant authors" in command and "--proposed_rows" not in command
+    assert floors(variants) == before
+    run_script("main_proposed.py", *flags, "--hf_variant", "authors", "--application", "--noise_seeds", "2")
+    rows = json.loads(run_script("main_eva.py", *flags, "--application", "--noise_seeds", "2",
+                                 "--proposed_rows", "authors", "--json").stdout)
+    assert {"Proposed[authors]", "Proposed_noise[authors]"} <= set(rows) and "Proposed_noise" not in rows
+
+
+def test_unsaved_proposed_row_is_refused_before_the_floor_retrain(variants):
+    before = floors(variants)
+    proc = run_script("main_eva.py", *variants["flags"], "--floor", "threads", "--proposed_rows",
+                      "paper,authors,ggn+kappa=0.5", check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "no Proposed model for the --proposed_rows variant 'ggn+kappa=0.5'" in proc.stderr
+    assert "--hf_curvature ggn --hf_damping 0.5" in proc.stderr
+    assert "computing the noise floor" not in proc.stderr and floors(variants) == before

@@ -171,3 +171,19 @@ def test_sweep_stops_at_first_failure(tmp_path):
     assert "stopped: this command failed: python3 main_retrain.py" in proc.stderr
     assert proc.stderr.count("+ python3") == 1
     assert not glob.glob(str(tmp_path / "log" / ".sweep-stamps" / "*"))
+
+
+@pytest.mark.parametrize("labels, needle", [
+    ("paper authors bogus", "error: VARIANTS: unknown part 'bogus' of 'bogus'"),
+    ("authors paper+sample_clip", "error: VARIANTS: 'paper+sample_clip': 'paper' (the paper's recursion, no quirk) "
+                                  "contradicts 'sample_clip'"),
+    ("authors inject_first+sample_clip+uncorrected", "error: VARIANTS: 'authors' and "
+                                                     "'inject_first+sample_clip+uncorrected' name the same variant"),
+])
+def test_every_variants_label_is_checked_before_the_first_command(tmp_path, labels, needle):
+    """A bad label anywhere in VARIANTS stops the sweep in one line naming VARIANTS (not a flag
+    the user never passed), before any command runs or writes."""
+    proc = sweep("Wine.sh", tmp_path / "log", tmp_path / "results", VARIANTS=labels)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith(needle)
+    assert "--proposed_rows" not in proc.stderr and not (tmp_path / "log").exists()
