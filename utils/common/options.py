@@ -165,12 +165,11 @@ def parse_hf_label(text, where="--proposed_rows"):
             "hf_damping": dampings[0] if dampings else 0.0}
 
 
-def parse_hf_labels(text, where="--proposed_rows"):
-    """A comma-separated list of labels -> the flags of each (``parse_hf_label``); InputError
-    starting with ``where`` when empty or when two labels name the same variant."""
-    labels = [x.strip() for x in text.split(",") if x.strip()]
+def parse_hf_labels(labels, where="--proposed_rows", example="'paper,authors'"):
+    """Labels -> the flags of each (``parse_hf_label``); InputError starting with ``where``
+    when there is none (``example`` shows a list) or when two labels name the same variant."""
     if not labels:
-        raise InputError(f"{where}: expected at least one label, e.g. 'paper,authors'")
+        raise InputError(f"{where}: expected at least one label, e.g. {example}")
     seen = {}
     for label in labels:
         flags = parse_hf_label(label, where)
@@ -339,7 +338,7 @@ def validate(args):
             check_candidates_cover(args, args.forget_list)
     args.proposed_row_flags = None
     if args.proposed_rows is not None:
-        args.proposed_row_flags = parse_hf_labels(args.proposed_rows)
+        args.proposed_row_flags = parse_hf_labels([x.strip() for x in args.proposed_rows.split(",") if x.strip()])
     for name in DIRECTORY_FLAGS:
         check_directory(name, getattr(args, name))
     args.num_classes = info["classes"]
@@ -367,7 +366,7 @@ if __name__ == "__main__":
     check = argv[:1] == ["--variants"]
     try:
         if check:
-            parse_hf_labels(",".join(argv[1:]), "VARIANTS")
+            parse_hf_labels(argv[1:], "VARIANTS", example='"paper authors" (labels separated by spaces)')
         elif len(argv) != 1:
             raise InputError("usage: python3 -m utils.common.options LABEL | --variants LABEL...")
         else:
