@@ -17,6 +17,13 @@ from utils.common import resources
 from utils.common.errors import InputError, fail, install_interrupt_hook
 
 DIRECTORY_FLAGS = ["data_dir", "log_dir", "results_dir"]
+# --seed seeds torch and numpy generators, with offsets added (forget set, pool, shadows): the
+# 32-bit range keeps every derived seed inside what both accept
+MAX_SEED = 2 ** 32 - 1
+# --epsilon: up to here the analytic Gaussian mechanism's sigma is computed reliably (its
+# certified epsilon matches to 1e-3, checked up to 1e15); beyond it the solver fails, and the
+# noise (sigma ~ 0.7 Delta / sqrt(epsilon)) is already below any model's rounding
+MAX_EPSILON = 1e12
 # --hf_variant values: the paper's recursion, the authors' (all three quirks), each quirk alone
 HF_VARIANTS = ["paper", "authors", "inject_first", "sample_clip", "uncorrected"]
 
@@ -248,6 +255,12 @@ def validate(args):
     for name in ["lr", "epsilon", "clip", "mem_budget_mb", "dist_timeout"]:
         if not getattr(args, name) > 0:
             raise InputError(f"--{name}: must be positive, got {getattr(args, name)}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed: must be an integer in 0..{MAX_SEED} (2**32 - 1), got {args.seed}")
+    if args.epsilon > MAX_EPSILON:
+        raise InputError(f"--epsilon: must be at most {MAX_EPSILON:g} (the noise of a larger epsilon is below "
+                         f"rounding, and the analytic Gaussian mechanism is not solved reliably beyond), "
+                         f"got {args.epsilon:g}")
     if not 0 < args.lr_decay <= 1:
         raise InputError(f"--lr_decay: must be in (0, 1], got {args.lr_decay}")
     if args.noise_seed < 0:
