@@ -45,7 +45,7 @@ def build_parser():
     g("--epochs", type=int, default=100, help="training epochs")
     g("--lr", type=float, default=0.05, help="initial step size eta_0")
     g("--lr_decay", type=float, default=0.995, help="per-step decay: eta_t = lr * lr_decay^t")
-    g("--seed", type=int, default=42, help="seed of the subset, initial weights, batch schedule and forget set")
+    g("--seed", type=int, default=42, help="seed of the subset, initial weights, batch schedule and forget set (0..2**32-1)")
     g("--clip", type=float, default=5.0, help="clip the mini-batch gradient to this L2 norm")
     g("--regularization", type=float, default=1e-6, help="L2 weight lambda (adds lambda*w to the gradient)")
     g("--model", default="logistic", help=f"model: {', '.join(MODELS)}")
@@ -78,7 +78,7 @@ def build_parser():
 
     g = p.add_argument_group("certified release", "main_proposed.py --application").add_argument
     g("--application", action="store_true", help="add certified Gaussian noise to the unlearned model")
-    g("--epsilon", type=float, default=1.0, help="privacy epsilon of the certified noise")
+    g("--epsilon", type=float, default=1.0, help="privacy epsilon of the certified noise (at most 1e12)")
     g("--delta", type=float, default=0.1, help="privacy delta of the certified noise, in (0, 1)")
     g("--std", type=float, default=0.0, help="noise standard deviation override (> 0 replaces the computed sigma)")
     g("--rho", type=float, default=None, help="override the measured contraction bound rho >= sup_t ||I - eta_t J_t||")
