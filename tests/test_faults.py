@@ -364,7 +364,9 @@ def test_docs_claim_only_what_is_reproducible():
 def test_reliability_lists_the_fault_classes():
     text = open(os.path.join(ROOT, "docs", "reliability.md")).read()
     for needle in ["aggregate", "ulimit -f", "Ctrl-C", "--noise_seed", "--pretrained", "--num_forget",
-                   "cannot fit", "wrong shapes", "labels outside"]:
+                   "cannot fit", "wrong shapes", "labels outside", "--noise_seeds 100000000", "--n_shadows 100000000",
+                   "shadow cache", "two identical sweeps", "`--seed` outside", "`--hf_damping`", "rho not measured",
+                   "shell-quoted", "forged files"]:
         assert needle in text, needle
 
 

@@ -112,6 +112,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
     state = {}
 
     inject_first = hf.has("inject_first")
+    remedy = divergence_remedy(cfg, hf)
 
     def on_step(t, w, batch, eta, g):
         op = step_jacobian(Step(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, method.mem_budget_mb), engine,
@@ -129,7 +130,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
         if power is not None:
             power.step(op, eta)
         if len(A):
-            check_divergence(A, t, len(schedule), cfg.reach_bound(t + 1), power, divergence_remedy(cfg, hf))
+            check_divergence(A, t, len(schedule), cfg.reach_bound(t + 1), power, remedy)
 
     w_T = sgd(fm, w0, X, y, schedule, cfg, on_step=on_step,
               progress=progress, desc="Proposed precompute")
