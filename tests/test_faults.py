@@ -378,11 +378,13 @@ TINY = ["--model", "logistic", "--dataset", "wine", "--num_dataset", "100", "--b
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A log dir with the original model, Retrain, Proposed (full bank) and 6 U-LiRA shadows for TINY."""
+    """A log dir with the original model, Retrain, Proposed (full bank), 6 U-LiRA shadows and 4 LiRA
+    shadows for TINY."""
     tmp = tmp_path_factory.mktemp("tiny")
     run_script("main_retrain.py", *TINY, *dirs_of(tmp))
     run_script("main_proposed.py", *TINY, *dirs_of(tmp))
     run_script("main_ULIRA.py", *TINY, "--n_shadows", "6", *dirs_of(tmp))
+    run_script("main_MIAL.py", *TINY, "--n_shadows", "4", *dirs_of(tmp))
     return tmp
 
 
@@ -541,6 +543,20 @@ def test_forged_ulira_cache_is_one_line(forge, needle, tiny, tmp_path):
     line = one_error_line(run_script("main_ULIRA.py", *TINY, "--n_shadows", "6", *dirs_of(tmp_path), check=False))
     assert f"artefact {cache}: " in line or f"artefact {cache} " in line
     assert needle in line
+
+
+@pytest.mark.parametrize("forge, needle", [
+    (lambda t: t.update(scores=t["scores"][:, :-1]), "'scores' has shape (4, 177), expected (4, 178)"),
+    (lambda t: t["scores"].__setitem__((1, 5), float("inf")), "'scores' holds non-finite"),
+])
+def test_forged_lira_cache_is_one_line(forge, needle, tiny, tmp_path):
+    copy_of(tiny, tmp_path)
+    cache = only(str(tmp_path / "log" / "*" / "cache" / "lira-shadows-*.pt"))
+    t = torch.load(cache, weights_only=True)
+    forge(t)
+    artifacts.save_tensors(cache, t)
+    line = one_error_line(run_script("main_MIAL.py", *TINY, "--n_shadows", "4", *dirs_of(tmp_path), check=False))
+    assert f"artefact {cache}: {needle}" in line
 
 
 def test_forged_schedule_out_of_range_is_one_line_in_replay_mode(tiny, tmp_path):
