@@ -20,9 +20,9 @@ DIRECTORY_FLAGS = ["data_dir", "log_dir", "results_dir"]
 # --seed seeds torch and numpy generators, with offsets added (forget set, pool, shadows): the
 # 32-bit range keeps every derived seed inside what both accept
 MAX_SEED = 2 ** 32 - 1
-# --epsilon: up to here the analytic Gaussian mechanism's sigma is computed reliably (its
-# certified epsilon matches to 1e-3, checked up to 1e15); beyond it the solver fails, and the
-# noise (sigma ~ 0.7 Delta / sqrt(epsilon)) is already below any model's rounding
+# --epsilon: up to here the analytic Gaussian mechanism's sigma (about 0.7 Delta / sqrt(epsilon))
+# is computed reliably (the epsilon it certifies matches to 1e-3; checked up to 1e15); beyond
+# 1e15 dp_accounting's answer drifts, and near 1e160 its solver fails
 MAX_EPSILON = 1e12
 # --hf_variant values: the paper's recursion, the authors' (all three quirks), each quirk alone
 HF_VARIANTS = ["paper", "authors", "inject_first", "sample_clip", "uncorrected"]
@@ -258,8 +258,8 @@ def validate(args):
     if not 0 <= args.seed <= MAX_SEED:
         raise InputError(f"--seed: must be an integer in 0..{MAX_SEED} (2**32 - 1), got {args.seed}")
     if args.epsilon > MAX_EPSILON:
-        raise InputError(f"--epsilon: must be at most {MAX_EPSILON:g} (the noise of a larger epsilon is below "
-                         f"rounding, and the analytic Gaussian mechanism is not solved reliably beyond), "
+        raise InputError(f"--epsilon: must be at most {MAX_EPSILON:g} (the analytic Gaussian mechanism's sigma "
+                         f"is not computed reliably beyond; sigma is then a millionth of Delta), "
                          f"got {args.epsilon:g}")
     if not 0 < args.lr_decay <= 1:
         raise InputError(f"--lr_decay: must be in (0, 1], got {args.lr_decay}")
