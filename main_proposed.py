@@ -25,12 +25,14 @@ from utils.common.options import check_candidates_cover, parse_args
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
+import math
 import os
 import statistics
 
 import torch
 
-from utils.proposed.certify import ReleaseConfig, certificate, certified_text, noised_releases
+from utils.proposed.certify import (ReleaseConfig, certificate, certified_text, check_release_fits,
+                                    noised_releases)
 from utils.common.experiment import Experiment, METHOD_SCRIPTS, command_line, run_main
 from utils.proposed import distributed
 from utils.training.forget import forget_set
@@ -78,7 +80,8 @@ def unlearner(exp, w_T, ctx, measure_rho):
 def check_outputs(exp, world):
     """Before any work: every directory this run writes to can be written, and the bank (when
     it is to be computed) fits in memory, and its shards fit the file-size limit and the free
-    space. InputError naming the directory, file or flag otherwise."""
+    space; so do the --noise_seeds noised releases of --application. InputError naming the
+    directory, file or flag otherwise."""
     d = exp.fm.d
     sizes = {exp.method_paths("Proposed")[0]: 4 * d + 4096}
     directories = [exp.forget_dir]
@@ -98,6 +101,13 @@ def check_outputs(exp, world):
                 "declare fewer candidates with --hf_candidates (e.g. forget), use --hf_mode replay, "
                 "or a smaller --bank_dtype")
     exp.check_writable(directories, sizes)
+    if exp.args.application:
+        check_release_fits(ReleaseConfig.from_args(exp.args), exp)
+
+
+def rho_text(rho):
+    """'rho 0.998765', or why there is no number (replay mode measures rho only for --application)."""
+    return f"rho {rho:.6f}" if math.isfinite(rho) else "rho not measured"
 
 
 def precompute_note(mode, seconds, figures):
@@ -164,7 +174,7 @@ def main(args):
         f"({precompute_note(args.hf_mode, precompute_s, common)}), "
         f"unlearn {unlearn_s * 1e3:.3f} ms total, median {common['unlearn_median_s'] * 1e3:.3f} ms/request "
         f"({common['mode']}), storage {common['storage_bytes'] / 2**20:.2f} MiB "
-        f"[{common['storage_covers']}], rho {engine.rho:.6f}")
+        f"[{common['storage_covers']}], {rho_text(engine.rho)}")
     if w_re is not None:
         text += f"\ndistance to Retrain ({how})"
     if args.application:

@@ -17,7 +17,9 @@
 # results/<sweep> or a configuration folder under log/ and rerunning regenerates what is
 # missing. The scripts themselves also reuse every cached model, bank and Hessian. The sweep
 # stops at the first failing command and prints it; Ctrl-C stops it with one line, and
-# rerunning the same command resumes (the interrupted step has no stamp).
+# rerunning the same command resumes (the interrupted step has no stamp). Identical sweeps may
+# run at once: each keeps its own list while a step runs, and the scripts' locks serialise the
+# precomputes (the second waits and reuses).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -97,14 +99,18 @@ run() {
     echo "+ $cmd" >&2
     mkdir -p "$STAMPS"
     rm -f "$stamp"
-    PARTIAL="$stamp.partial"
+    # one list per sweep process ($$), so identical sweeps run at once never share one; each
+    # renames its own complete list onto the stamp (the scripts' locks make the steps themselves safe)
+    PARTIAL="$stamp.$$.partial"
     : > "$PARTIAL"
-    if ! HFU_WRITTEN="$(cd "$STAMPS" && pwd)/$key.partial" py "$@" "${COMMON[@]}" >/dev/null; then
+    if ! HFU_WRITTEN="$(cd "$STAMPS" && pwd)/$key.$$.partial" py "$@" "${COMMON[@]}" >/dev/null; then
         rm -f "$PARTIAL"
         PARTIAL=""
         echo "sweep $SWEEP stopped: this command failed: $cmd" >&2
         exit 1
     fi
+    # an identical sweep that finished this step first left its list: keep its files listed too
+    if [ -f "$stamp" ]; then cat "$stamp" >> "$PARTIAL" 2>/dev/null || true; fi
     sort -u -o "$PARTIAL" "$PARTIAL"
     mv "$PARTIAL" "$stamp"
     PARTIAL=""

@@ -364,5 +364,227 @@ def test_docs_claim_only_what_is_reproducible():
 def test_reliability_lists_the_fault_classes():
     text = open(os.path.join(ROOT, "docs", "reliability.md")).read()
     for needle in ["aggregate", "ulimit -f", "Ctrl-C", "--noise_seed", "--pretrained", "--num_forget",
-                   "cannot fit", "wrong shapes", "labels outside"]:
+                   "cannot fit", "wrong shapes", "labels outside", "--noise_seeds 100000000", "--n_shadows 100000000",
+                   "shadow cache", "two identical sweeps", "`--seed` outside", "`--hf_damping`", "rho not measured",
+                   "shell-quoted", "forged files"]:
         assert needle in text, needle
+
+
+# ---------------------------------------------------------------------- 10. sizes, seeds, hints, forged files
+# a tiny convex setting: 12 steps, every script in a few seconds
+TINY = ["--model", "logistic", "--dataset", "wine", "--num_dataset", "100", "--batch_size", "32", "--epochs", "3",
+        "--num_forget", "5", "--gpu", "-1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A log dir with the original model, Retrain, Proposed (full bank), 6 U-LiRA shadows and 4 LiRA
+    shadows for TINY."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    run_script("main_retrain.py", *TINY, *dirs_of(tmp))
+    run_script("main_proposed.py", *TINY, *dirs_of(tmp))
+    run_script("main_ULIRA.py", *TINY, "--n_shadows", "6", *dirs_of(tmp))
+    run_script("main_MIAL.py", *TINY, "--n_shadows", "4", *dirs_of(tmp))
+    return tmp
+
+
+def only(pattern):
+    (path,) = glob.glob(pattern)
+    return path
+
+
+def test_noise_draws_that_cannot_fit_are_refused_before_work(tmp_path):
+    line = one_error_line(run_script("main_proposed.py", *TINY, "--application", "--noise_seeds", "100000000",
+                                     *dirs_of(tmp_path), check=False))
+    assert line.startswith("error: --noise_seeds 100000000: the 100,000,000 noised releases (d=42)")
+    assert "of memory" in line and line.endswith("lower --noise_seeds")
+    assert not glob.glob(str(tmp_path / "log" / "*" / "original.pt"))
+
+
+@pytest.mark.parametrize("script", ["main_ULIRA.py", "main_MIAL.py"])
+def test_shadows_that_cannot_fit_are_refused_before_work(script, tiny, tmp_path):
+    copy_of(tiny, tmp_path)
+    caches = str(tmp_path / "log" / "*" / "cache" / "*shadows*")
+    before = sorted(glob.glob(caches))
+    line = one_error_line(run_script(script, *TINY, "--n_shadows", "100000000", *dirs_of(tmp_path), check=False))
+    assert line.startswith("error: --n_shadows 100000000: the ") and "of memory" in line
+    assert "lower --n_shadows" in line
+    assert sorted(glob.glob(caches)) == before
+
+
+@pytest.mark.parametrize("script, cache", [("main_ULIRA.py", "ulira-shadows"), ("main_MIAL.py", "lira-shadows")])
+def test_shadow_cache_beyond_the_file_size_limit_is_refused_before_work(script, cache, tiny, tmp_path):
+    """``ulimit -f 20`` (20 kB): 60 shadows' cache cannot be written; refused before the first shadow."""
+    copy_of(tiny, tmp_path)
+    caches = str(tmp_path / "log" / "*" / "cache" / f"{cache}-*")
+    before = sorted(glob.glob(caches))
+    cmd = " ".join([sys.executable, os.path.join(ROOT, script), *TINY, "--n_shadows", "60", *dirs_of(tmp_path)])
+    proc = subprocess.run(["bash", "-c", f"ulimit -f 20 && exec {cmd}"], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ, HFU_OFFLINE="1"))
+    line = one_error_line(proc)
+    assert f"/cache/{cache}-" in line and "file-size limit" in line and "ulimit -f" in line
+    assert sorted(glob.glob(caches)) == before
+    assert no_tmp_left(tmp_path)
+
+
+RACE_STEP = """import os, sys, time
+out = os.path.join(os.environ["RACE_OUT"], "out.txt")
+with open(out, "w") as f:
+    f.write("x")
+with open(os.environ["HFU_WRITTEN"], "a") as f:
+    f.write(out + "\\n")
+time.sleep(1.5)                 # both sweeps have listed their output before either finishes
+"""
+
+
+def test_identical_sweeps_started_together_both_finish(tmp_path):
+    """Two identical sweeps at once: both steps succeed, both sweeps finish (no shared list of
+    written files), the stamp lists the outputs and a third run skips the step."""
+    (tmp_path / "step.py").write_text(RACE_STEP)
+    (tmp_path / "race.sh").write_text(f'SWEEP=race\nsource "{ROOT}/sweeps/common.sh"\nrun "{tmp_path}/step.py"\n')
+    env = dict(os.environ, LOG_DIR=str(tmp_path / "log"), RESULTS_DIR=str(tmp_path / "results"),
+               RACE_OUT=str(tmp_path))
+
+    def start():
+        return subprocess.Popen(["bash", str(tmp_path / "race.sh")], env=env, stderr=subprocess.PIPE, text=True)
+    procs = [start(), start()]
+    errs = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    stamps = tmp_path / "log" / ".sweep-stamps"
+    assert not glob.glob(str(stamps / "*.partial"))
+    (stamp,) = glob.glob(str(stamps / "*"))
+    assert open(stamp).read().split() == [str(tmp_path / "out.txt")]
+    third = subprocess.run(["bash", str(tmp_path / "race.sh")], env=env, capture_output=True, text=True)
+    assert third.returncode == 0 and third.stderr.startswith("cached: "), third.stderr
+
+
+def test_epsilon_beyond_the_reliable_range_is_one_line(tmp_path):
+    line = one_error_line(run_script("main_proposed.py", *TINY, "--application", "--epsilon", "1e300",
+                                     *dirs_of(tmp_path), check=False))
+    assert line.startswith("error: --epsilon: must be at most 1e+12")
+    assert not os.path.exists(tmp_path / "log" / "wine-logistic-n100-s42-31f0921f01")
+
+
+@pytest.mark.parametrize("delta", [1e-12, 1e-5, 0.1, 0.9])
+def test_largest_epsilon_is_solved_reliably(delta):
+    """At the largest accepted epsilon the analytic Gaussian mechanism's sigma still certifies it."""
+    from utils.common.options import MAX_EPSILON
+    from utils.proposed.certify import analytic_gaussian_sigma, certified_epsilon
+    for eps in (MAX_EPSILON, MAX_EPSILON / 7.3):
+        sigma = analytic_gaussian_sigma(eps, delta)
+        got, _ = certified_epsilon(sigma, delta, 1.0)
+        assert got == pytest.approx(eps, rel=1e-3)
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999", "-1", "4294967296"])
+def test_seed_outside_the_generators_range_is_one_line(seed, tmp_path):
+    line = one_error_line(run_script("main_proposed.py", *TINY, "--seed", seed, *dirs_of(tmp_path), check=False))
+    assert line.startswith("error: --seed: must be an integer in 0..4294967295")
+
+
+def test_largest_seed_is_accepted_by_every_generator():
+    """Every seed derived from --seed (forget set, schedule, pool, shadows, noise) stays in range."""
+    from utils.audits.lira import shadow_seed
+    from utils.audits.shadows import POOL_SEED_OFFSET
+    from utils.audits.ulira import INDEPENDENT_OFFSET, KEEP_SEED_OFFSET
+    from utils.common.options import MAX_SEED
+    from utils.training.forget import FORGET_SEED_OFFSET
+    for seed in (MAX_SEED, shadow_seed(MAX_SEED, 10 ** 6 + INDEPENDENT_OFFSET), MAX_SEED + FORGET_SEED_OFFSET,
+                 MAX_SEED + KEEP_SEED_OFFSET, MAX_SEED + 2):
+        torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+    np.random.default_rng(MAX_SEED + POOL_SEED_OFFSET)
+
+
+@pytest.mark.parametrize("kappa", ["1000", "1e30"])
+def test_divergence_from_the_damping_names_the_damping(kappa, tmp_path):
+    line = one_error_line(run_script("main_proposed.py", *TINY, "--hf_damping", kappa, *dirs_of(tmp_path),
+                                     check=False))
+    assert "diverged" in line and "nan" not in line
+    assert line.endswith("lower --hf_damping below 2 / lr = 40") and "lower --lr" not in line
+
+
+def test_divergence_remedy_names_the_flag_that_expands():
+    from utils.proposed.hf import divergence_remedy
+    from utils.proposed.hfconfig import HFConfig
+    from utils.training.train import SGDConfig
+    cfg = SGDConfig(0.05, 0.995, 5.0, 0.5)
+    assert divergence_remedy(cfg, HFConfig()) == "lower --lr"
+    assert divergence_remedy(cfg, HFConfig(damping=39.0)) == "lower --lr or --hf_damping"
+    assert divergence_remedy(cfg, HFConfig(damping=41.0)).startswith("--hf_damping 41 makes the recursion expand")
+
+
+def test_replay_summary_says_rho_is_not_measured(tiny, tmp_path):
+    copy_of(tiny, tmp_path)
+    proc = run_script("main_proposed.py", *TINY, "--hf_mode", "replay", "--batch_unlearn", *dirs_of(tmp_path))
+    assert "rho not measured" in proc.stderr and "rho nan" not in proc.stderr
+
+
+def test_suggested_commands_are_shell_quoted(tmp_path):
+    """A suggested command pastes back into a shell as the same words, whatever the paths hold."""
+    import shlex
+    log, results = str(tmp_path / "my log's ü"), str(tmp_path / "res $x")
+    proc = run_script("main_MIAL.py", *TINY, "--log_dir", log, "--results_dir", results, check=False)
+    line = one_error_line(proc)
+    command = line.split("; run: ", 1)[1]
+    assert shlex.split(command) == ["python3", "main_retrain.py", *TINY, "--log_dir", log, "--results_dir", results]
+
+
+@pytest.mark.parametrize("forge, needle", [
+    (lambda t: t.update(Original=t["Original"][:, :-1]), "'Original' has shape (6, 41), expected (6, 42)"),
+    (lambda t: t.pop("Retrain"), "lacks entry 'Retrain'"),
+    (lambda t: t["Retrain_independent"].__setitem__((2, 3), float("nan")), "'Retrain_independent' holds non-finite"),
+])
+def test_forged_ulira_cache_is_one_line(forge, needle, tiny, tmp_path):
+    copy_of(tiny, tmp_path)
+    cache = only(str(tmp_path / "log" / "*" / "cache" / "ulira-shadows-*.pt"))
+    t = torch.load(cache, weights_only=True)
+    forge(t)
+    artifacts.save_tensors(cache, t)              # a valid integrity record for the forged tensors
+    line = one_error_line(run_script("main_ULIRA.py", *TINY, "--n_shadows", "6", *dirs_of(tmp_path), check=False))
+    assert f"artefact {cache}: " in line or f"artefact {cache} " in line
+    assert needle in line
+
+
+@pytest.mark.parametrize("forge, needle", [
+    (lambda t: t.update(scores=t["scores"][:, :-1]), "'scores' has shape (4, 177), expected (4, 178)"),
+    (lambda t: t["scores"].__setitem__((1, 5), float("inf")), "'scores' holds non-finite"),
+])
+def test_forged_lira_cache_is_one_line(forge, needle, tiny, tmp_path):
+    copy_of(tiny, tmp_path)
+    cache = only(str(tmp_path / "log" / "*" / "cache" / "lira-shadows-*.pt"))
+    t = torch.load(cache, weights_only=True)
+    forge(t)
+    artifacts.save_tensors(cache, t)
+    line = one_error_line(run_script("main_MIAL.py", *TINY, "--n_shadows", "4", *dirs_of(tmp_path), check=False))
+    assert f"artefact {cache}: {needle}" in line
+
+
+def test_forged_schedule_out_of_range_is_one_line_in_replay_mode(tiny, tmp_path):
+    copy_of(tiny, tmp_path)
+    original = only(str(tmp_path / "log" / "*" / "original.pt"))
+    t = torch.load(original, weights_only=True)
+    t["schedule"][7] = 100
+    artifacts.save_tensors(original, t)
+    line = one_error_line(run_script("main_proposed.py", *TINY, "--hf_mode", "replay", *dirs_of(tmp_path),
+                                     check=False))
+    assert f"artefact {original}: its schedule holds sample indices outside 0..99" in line
+
+
+def test_forged_bank_row_beyond_the_reach_bound_is_refused(tiny, tmp_path):
+    """A shard whose row of a deleted sample exceeds 2 c sum eta_t: one line, and the saved
+    Proposed model stays as it was."""
+    copy_of(tiny, tmp_path)
+    shard = only(str(tmp_path / "log" / "*" / "cache" / "hfbank-*" / "shard-*.pt"))
+    proposed = only(str(tmp_path / "log" / "*" / "forget-*" / "Proposed-*.pt"))
+    before = artifacts.file_sha256(proposed)
+    t = torch.load(shard, weights_only=True)
+    from utils.training.forget import forget_set
+    u = int(forget_set(100, 5, 42)[0])
+    row = int((t["rows"] == u).nonzero()[0])
+    t["A"][row] *= 1e6
+    artifacts.save_tensors(shard, t)
+    line = one_error_line(run_script("main_proposed.py", *TINY, *dirs_of(tmp_path), check=False))
+    assert f"the row of sample {u} has norm" in line and "beyond 2 c sum eta_t" in line
+    assert "delete the bank directory" in line
+    assert artifacts.file_sha256(proposed) == before

@@ -34,6 +34,11 @@ def check_shadow_count(K):
                          f"(each sample IN for exactly half, >= 2 scores per Gaussian), got {K}")
 
 
+# bytes per entry of the (K, P) keep masks while ``keep_masks`` builds them: the float32 draw,
+# argsort's int64 result and its int64 working copy, the bool mask and its transposed copy
+KEEP_MASK_BYTES = 4 + 8 + 8 + 1 + 1
+
+
 def keep_masks(K, P, seed):
     """Bool (K, P): for each pool sample a random permutation of the K shadows, the first K/2 IN."""
     check_shadow_count(K)

@@ -22,9 +22,9 @@ import torch
 from tqdm import tqdm
 
 from models import build_model
-from utils.common import artifacts, keys
+from utils.common import artifacts, keys, resources
 from utils.training.functional import FlatModel
-from utils.audits.lira import keep_masks, model_scores, shadow_seed
+from utils.audits.lira import KEEP_MASK_BYTES, keep_masks, model_scores, shadow_seed
 from utils.common.errors import InputError
 from utils.common.provenance import provenance
 from utils.training.train import make_schedule, sgd
@@ -107,10 +107,27 @@ def train_shadow(exp, pool, in_mask, seed):
     return sgd(exp.fm, w0, pool.X[idx], pool.y[idx], schedule, exp.sgd_config)
 
 
+def cache_bytes(K, P):
+    """Estimated size of the shadow cache: scores (K, P) float64, keep (K, P) bool, pos, y, split (P,)."""
+    return K * P * 9 + 3 * P * 8 + 4096
+
+
+def check_resources(exp, K, P, path):
+    """Before any shadow is trained: the (K, P) keep masks as they are built, the scores and
+    the Gaussian fits' (K, P) float64 temporaries fit in memory, and the cache (when it is still
+    to be written) fits the file-size limit and the free space, in a writable directory."""
+    resources.check_memory(f"--n_shadows {K}: the LiRA shadows ({K:,} x {P:,} pool samples: keep masks, "
+                           f"scores and the Gaussian fits)", K * P * (KEEP_MASK_BYTES + 4 * 8),
+                           "lower --n_shadows (or --n_nonmembers)")
+    if not os.path.exists(path):
+        exp.check_writable([os.path.dirname(path)], {path: cache_bytes(K, P)})
+
+
 def shadow_scores(exp, pool, K, progress=True):
     """(scores (K, P), keep (K, P), seconds spent training or 0 when cached). Trained under
     a lock on the cache file: a second process on the same configuration waits and reuses."""
     path = exp.cache_path("lira-shadows", flags=keys.FAMILIES["lira-shadows"], extra={"pool": pool.identity()})
+    check_resources(exp, K, len(pool), path)
     with artifacts.lock(path, "the LiRA shadow models"):
         return _cached_or_trained(exp, pool, K, progress, path)
 
@@ -119,11 +136,12 @@ def _cached_or_trained(exp, pool, K, progress, path):
     """``shadow_scores`` with its lock held: the cached scores, or train and cache them."""
     a = exp.args
     if os.path.exists(path):
-        t = artifacts.load_tensors(path)
+        P = len(pool)
+        t = artifacts.load_tensors(path, expect={"scores": (K, P), "keep": (K, P), "pos": (P,), "y": (P,),
+                                                 "split": (P,)}, finite=("scores",))
         if not np.array_equal(t["pos"].numpy(), pool.pos) or not np.array_equal(t["y"].numpy(), pool.y.cpu().numpy()):
             raise InputError(f"shadow cache {path} does not match the pool; delete it and rerun")
         return t["scores"].numpy(), t["keep"].numpy(), 0.0
-    exp.check_writable([os.path.dirname(path)])        # before the shadows are trained
     keep = keep_masks(K, len(pool), a.seed + POOL_SEED_OFFSET).numpy()
     scores = np.empty((K, len(pool)))
     start = time.perf_counter()

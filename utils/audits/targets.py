@@ -22,7 +22,7 @@ def present_targets(exp, wanted):
         if method not in found and methods.BY_NAME[method].expected:
             script, *extra = METHOD_SCRIPTS[method].split()
             info(f"notice: no {method} model for this configuration; to include it run: "
-                 f"{' '.join([command_line(script)] + extra)}")
+                 f"{command_line(script, extra=extra)}")
     return {method: found[method][0] for method in wanted if method in found}
 
 

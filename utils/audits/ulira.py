@@ -40,12 +40,12 @@ from scipy.stats import norm
 from tqdm import tqdm
 
 from models import build_model
-from utils.common import artifacts, keys
+from utils.common import artifacts, keys, resources
 from utils.common.errors import InputError
 from utils.training.finite import require_finite
 from utils.training.functional import FlatModel
 from utils.proposed.hf import recursion
-from utils.audits.lira import STD_FLOOR, keep_masks, model_scores, shadow_seed
+from utils.audits.lira import KEEP_MASK_BYTES, STD_FLOOR, keep_masks, model_scores, shadow_seed
 from utils.common.provenance import provenance
 from utils.audits.roc import roc_summary
 from utils.training.train import make_schedule, sgd
@@ -177,6 +177,35 @@ def replay_unlearn(exp, w0, X, y, schedule, rows):
     return w_T, require_finite(w_P, "a U-LiRA shadow's Proposed model", "lower --lr")
 
 
+BASE_MODELS = ("Original", "Retrain", "Retrain_independent")     # the shadow cache
+PROPOSED_MODELS = ("Proposed",)                                  # the Proposed shadow cache, per variant
+
+
+def cache_expect(K, n, d, names):
+    """{entry: shape} of a shadow cache holding the models ``names``: keep (K, n), each model
+    (K, d) and its seconds (K,)."""
+    return {"keep": (K, n), **{name: (K, d) for name in names}, **{f"{name}_s": (K,) for name in names}}
+
+
+def cache_bytes(K, n, d, elt, names):
+    """Estimated size of a shadow cache file (``cache_expect``; elt bytes per parameter)."""
+    return K * (n + len(names) * (d * elt + 8)) + 4096
+
+
+def check_resources(exp, K):
+    """Before any shadow is trained: the K shadows fit in memory (the keep masks as they are
+    built, the four (K, d) model blocks, the (K, m) scores) and the caches still to be written
+    fit the file-size limit and the free space, in a writable directory; InputError otherwise."""
+    n, d, m, elt = exp.n, exp.fm.d, len(exp.U), exp.w0.element_size()
+    resources.check_memory(
+        f"--n_shadows {K}: the U-LiRA shadows ({K:,} x 4 models of d={d:,}, keep masks {K:,} x n={n:,})",
+        K * (n * KEEP_MASK_BYTES + 4 * d * elt + 4 * m * 8 * 3), "lower --n_shadows")
+    sizes = {path: cache_bytes(K, n, d, elt, names)
+             for path, names in zip(cache_paths(exp), (BASE_MODELS, PROPOSED_MODELS)) if not os.path.exists(path)}
+    if sizes:
+        exp.check_writable([os.path.dirname(next(iter(sizes)))], sizes)
+
+
 def shadow_models(exp, K, progress=True):
     """{'keep' (K, n) bool, 'Original', 'Proposed', 'Retrain', 'Retrain_independent': (K, d),
     '<name>_s': (K,) seconds}, and the seconds spent now (0 when all was cached).
@@ -184,16 +213,21 @@ def shadow_models(exp, K, progress=True):
     Cached under the training folder (``cache_paths``): the Original and Retrain shadows
     once per (K, retrain_norm, U), Proposed once more per recursion variant. Held under
     locks, so a second process on the same configuration waits and reuses."""
+    check_resources(exp, K)
     base_path, prop_path = cache_paths(exp)
     with artifacts.lock(base_path, "the U-LiRA shadows"), artifacts.lock(prop_path, "the U-LiRA Proposed shadows"):
         return _cached_or_computed(exp, K, progress, base_path, prop_path)
 
 
-def _load(path, keep):
+def _load(path, keep, d, names):
+    """The shadow cache at ``path`` (None when absent), verified: its integrity record, the
+    entries and shapes of ``cache_expect``, finite models and seconds, and the keep masks."""
     if not os.path.exists(path):
         return None
-    t = artifacts.load_tensors(path, remedy=f"delete {path} and rerun")
-    if not torch.equal(t["keep"], torch.from_numpy(keep)):
+    K, n = keep.shape
+    t = artifacts.load_tensors(path, remedy=f"delete {path} and rerun", expect=cache_expect(K, n, d, names),
+                               finite=[*names, *(f"{name}_s" for name in names)])
+    if t["keep"].dtype != torch.bool or not torch.equal(t["keep"], torch.from_numpy(keep)):
         raise InputError(f"U-LiRA shadow cache {path} does not match the keep masks; delete it and rerun")
     return t
 
@@ -202,10 +236,10 @@ def _cached_or_computed(exp, K, progress, base_path, prop_path):
     a, method = exp.args, exp.unlearn
     keep = keep_masks(K, exp.n, a.seed + KEEP_SEED_OFFSET).numpy()
     U = exp.U.numpy()
-    base, prop = _load(base_path, keep), _load(prop_path, keep)
+    d = exp.fm.d
+    base, prop = _load(base_path, keep, d, BASE_MODELS), _load(prop_path, keep, d, PROPOSED_MODELS)
     if base is not None and prop is not None:
         return dict(base, **prop), 0.0
-    d = exp.fm.d
     new = {name: torch.empty(K, d, dtype=exp.w0.dtype) for name in ("Original", "Proposed", "Retrain",
                                                                   "Retrain_independent")}
     secs = {f"{name}_s": torch.zeros(K, dtype=torch.float64) for name in new}
@@ -240,8 +274,7 @@ def _cached_or_computed(exp, K, progress, base_path, prop_path):
               "data_source": exp.data.source, "provenance": provenance(exp)}
     keep_t = torch.from_numpy(keep)
     if base is None:
-        names = ("Original", "Retrain", "Retrain_independent")
-        base = {"keep": keep_t, **{n: new[n] for n in names}, **{f"{n}_s": secs[f"{n}_s"] for n in names}}
+        base = {"keep": keep_t, **{n: new[n] for n in BASE_MODELS}, **{f"{n}_s": secs[f"{n}_s"] for n in BASE_MODELS}}
         artifacts.save_tensors(base_path, base)
         artifacts.write_json(base_path[:-3] + ".json", dict(record, seconds=seconds))
     if prop is None:

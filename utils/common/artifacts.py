@@ -44,6 +44,7 @@ import math
 import numbers
 import os
 import re
+import shlex
 import sys
 import time
 
@@ -76,7 +77,7 @@ def config_key(config):
 
 def rerun_command():
     """The command line of this process, for remedies ("rerun: python3 main_x.py ...")."""
-    return " ".join(["python3"] + sys.argv)
+    return shlex.join(["python3"] + sys.argv)
 
 
 def _remedy(path, remedy):
@@ -256,12 +257,13 @@ def verify(path, remedy=None):
                          f"record {os.path.basename(record_path)}); {remedy}")
 
 
-def load_tensors(path, remedy=None, map_location="cpu", expect=None):
+def load_tensors(path, remedy=None, map_location="cpu", expect=None, finite=()):
     """The dict of tensors at ``path``, verified against its integrity record first.
 
     ``expect``: {name: shape} the file must hold, a shape a tuple of ints or None (any size
     along that axis), or None for a tensor of any shape; a missing entry or another shape
-    (a file written for another model, or edited with its record) is refused too.
+    (a file written for another model, or edited with its record) is refused too, and so
+    is a NaN or infinity in an entry named in ``finite``.
     ``remedy`` (default: delete ``path`` and rerun this command) ends the one-line
     InputError raised for a missing, corrupt, foreign-version, unreadable or misshapen file."""
     import torch
@@ -271,7 +273,7 @@ def load_tensors(path, remedy=None, map_location="cpu", expect=None):
     except Exception as e:
         raise InputError(f"corrupt artefact {path} ({type(e).__name__}); {_remedy(path, remedy)}")
     if expect is not None:
-        check_tensors(path, got, expect, remedy)
+        check_tensors(path, got, expect, remedy, finite)
     return got
 
 
@@ -279,9 +281,9 @@ def _shape_text(shape):
     return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def check_tensors(path, got, expect, remedy=None):
+def check_tensors(path, got, expect, remedy=None, finite=()):
     """InputError unless ``got`` is a dict holding a tensor of the expected shape for every
-    entry of ``expect`` (see ``load_tensors``)."""
+    entry of ``expect``, finite for every entry of ``finite`` (see ``load_tensors``)."""
     import torch
     if not isinstance(got, dict):
         raise InputError(f"artefact {path} holds a {type(got).__name__}, not a dict of tensors; "
@@ -295,6 +297,8 @@ def check_tensors(path, got, expect, remedy=None):
                                   any(s is not None and s != a for s, a in zip(shape, t.shape))):
             raise InputError(f"artefact {path}: {name!r} has shape {tuple(t.shape)}, expected "
                              f"{_shape_text(shape)} for this configuration; {_remedy(path, remedy)}")
+        if name in finite and not bool(torch.isfinite(t).all()):
+            raise InputError(f"artefact {path}: {name!r} holds non-finite values; {_remedy(path, remedy)}")
 
 
 # ---------------------------------------------------------------------- JSON and text

@@ -18,6 +18,7 @@ import argparse
 import copy
 import functools
 import os
+import shlex
 import sys
 import time
 
@@ -177,10 +178,15 @@ class Experiment:
         d, T = self.fm.d, len(self.schedule)
         t = artifacts.load_tensors(path, remedy=remedy, expect={
             "w": (d,), "w0": (d,), "schedule": (sum(len(b) for b in self.schedule),),
-            "batch_sizes": (T,), "train_idx": (self.n,)})
+            "batch_sizes": (T,), "train_idx": (self.n,)}, finite=("w", "w0"))
+        fix = remedy or f"delete {path} and rerun: {artifacts.rerun_command()}"
         if int(t["batch_sizes"].sum()) != len(t["schedule"]):
-            raise InputError(f"artefact {path}: its batch sizes do not add up to its schedule; "
-                             f"{remedy or f'delete {path} and rerun: {artifacts.rerun_command()}'}")
+            raise InputError(f"artefact {path}: its batch sizes do not add up to its schedule; {fix}")
+        if len(t["batch_sizes"]) and int(t["batch_sizes"].min()) < 1:
+            raise InputError(f"artefact {path}: its schedule has an empty batch; {fix}")
+        if len(t["schedule"]) and not (0 <= int(t["schedule"].min()) and int(t["schedule"].max()) < self.n):
+            raise InputError(f"artefact {path}: its schedule holds sample indices outside 0..{self.n - 1} "
+                             f"(n = {self.n}); {fix}")
         return t
 
     def check_writable(self, directories, sizes=None):
@@ -267,12 +273,13 @@ class Experiment:
         """(w, record) of ``method`` or InputError naming the command that makes it."""
         script = METHOD_SCRIPTS.get(method, "the script of " + method)
         extra = [f for f in script.split()[1:] if f not in sys.argv[1:]]
-        return self.load_method(method, command=" ".join([command_line(script.split()[0])] + extra))
+        return self.load_method(method, command=command_line(script.split()[0], extra=extra))
 
 
-def command_line(script, drop=()):
+def command_line(script, drop=(), extra=()):
     """The command that recreates an artefact: ``script`` with the user's own flags (without
-    --json, and without the flags of ``drop`` and their values)."""
+    --json, and without the flags of ``drop`` and their values), then ``extra``; shell-quoted,
+    so it can be pasted whatever the paths hold (spaces, quotes, unicode)."""
     argv, kept = sys.argv[1:], []
     skip = False
     for a in argv:
@@ -282,7 +289,7 @@ def command_line(script, drop=()):
             skip = "=" not in a
         elif a != "--json":
             kept.append(a)
-    return " ".join(["python3", script] + kept)
+    return shlex.join(["python3", script] + kept + list(extra))
 
 
 def run_main(main, *args):

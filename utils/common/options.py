@@ -18,6 +18,13 @@ from utils.common.errors import InputError, fail, install_interrupt_hook
 from utils.proposed.hfconfig import NAMED_VARIANTS, QUIRKS, variant_name
 
 DIRECTORY_FLAGS = ["data_dir", "log_dir", "results_dir"]
+# --seed seeds torch and numpy generators, with offsets added (forget set, pool, shadows): the
+# 32-bit range keeps every derived seed inside what both accept
+MAX_SEED = 2 ** 32 - 1
+# --epsilon: up to here the analytic Gaussian mechanism's sigma (about 0.7 Delta / sqrt(epsilon))
+# is computed reliably (the epsilon it certifies matches to 1e-3; checked up to 1e15); beyond
+# 1e15 dp_accounting's answer drifts, and near 1e160 its solver fails
+MAX_EPSILON = 1e12
 # the parts of a --hf_variant value: the paper's recursion, the authors' (all three quirks), each
 # quirk; quirks '+'-joined compose ('inject_first+sample_clip')
 HF_VARIANTS = list(NAMED_VARIANTS) + list(QUIRKS)
@@ -40,7 +47,7 @@ def build_parser():
     g("--epochs", type=int, default=100, help="training epochs")
     g("--lr", type=float, default=0.05, help="initial step size eta_0")
     g("--lr_decay", type=float, default=0.995, help="per-step decay: eta_t = lr * lr_decay^t")
-    g("--seed", type=int, default=42, help="seed of the subset, initial weights, batch schedule and forget set")
+    g("--seed", type=int, default=42, help="seed of the subset, initial weights, batch schedule and forget set (0..2**32-1)")
     g("--clip", type=float, default=5.0, help="clip the mini-batch gradient to this L2 norm")
     g("--regularization", type=float, default=1e-6, help="L2 weight lambda (adds lambda*w to the gradient)")
     g("--model", default="logistic", help=f"model: {', '.join(MODELS)}")
@@ -74,7 +81,7 @@ def build_parser():
 
     g = p.add_argument_group("certified release", "main_proposed.py --application").add_argument
     g("--application", action="store_true", help="add certified Gaussian noise to the unlearned model")
-    g("--epsilon", type=float, default=1.0, help="privacy epsilon of the certified noise")
+    g("--epsilon", type=float, default=1.0, help="privacy epsilon of the certified noise (at most 1e12)")
     g("--delta", type=float, default=0.1, help="privacy delta of the certified noise, in (0, 1)")
     g("--std", type=float, default=0.0, help="noise standard deviation override (> 0 replaces the computed sigma)")
     g("--rho", type=float, default=None, help="override the measured contraction bound rho >= sup_t ||I - eta_t J_t||")
@@ -288,6 +295,12 @@ def validate(args):
     for name in ["lr", "epsilon", "clip", "mem_budget_mb", "dist_timeout"]:
         if not getattr(args, name) > 0:
             raise InputError(f"--{name}: must be positive, got {getattr(args, name)}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InputError(f"--seed: must be an integer in 0..{MAX_SEED} (2**32 - 1), got {args.seed}")
+    if args.epsilon > MAX_EPSILON:
+        raise InputError(f"--epsilon: must be at most {MAX_EPSILON:g} (the analytic Gaussian mechanism's sigma "
+                         f"is not computed reliably beyond; sigma is then a millionth of Delta), "
+                         f"got {args.epsilon:g}")
     if not 0 < args.lr_decay <= 1:
         raise InputError(f"--lr_decay: must be in (0, 1], got {args.lr_decay}")
     if args.noise_seed < 0:

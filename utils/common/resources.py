@@ -99,9 +99,16 @@ def check_file_sizes(sizes, remedy="free space or raise the limit, then rerun"):
             key = os.path.dirname(path)
             by_fs.setdefault(free, [key, 0])[1] += nbytes
     for free, (directory, total) in by_fs.items():
-        if total > free:
-            raise InputError(f"cannot write under {directory}: the outputs take about {human(total)}, "
-                             f"more than the {human(free)} free there; {remedy}")
+        check_free_space(directory, total, "the outputs", remedy, free)
+
+
+def check_free_space(directory, nbytes, what, remedy, free=None):
+    """InputError when ``what`` (``nbytes`` in all, to be written under ``directory``) exceeds
+    the free space there."""
+    free = free_space(directory) if free is None else free
+    if free is not None and nbytes > free:
+        raise InputError(f"cannot write under {directory}: {what} take about {human(nbytes)}, "
+                         f"more than the {human(free)} free there; {remedy}")
 
 
 def probe_directory(path, flag=None):

@@ -16,10 +16,10 @@ training is chaotic or kinked the residual is as large as the distance already a
 """
 import torch
 
-from utils.proposed.bank import ShardedBank, complete
+from utils.proposed.bank import complete
 from utils.common.errors import InputError
 from utils.evaluation.floor import cached_floor
-from utils.proposed.hf import bank_dir, candidate_rows
+from utils.proposed.hf import bank_dir, candidate_rows, open_bank
 from utils.audits.plots import plt, save_figure
 from utils.proposed.replay import Replay
 from utils.training.train import sgd
@@ -77,7 +77,7 @@ def approximator_sum(exp, w_T):
     _, cand_key = candidate_rows(exp.unlearn.candidates, exp.unlearn.candidate_list, exp.n, exp.U)
     directory = bank_dir(exp, cand_key)
     if complete(directory):
-        bank = ShardedBank(directory, exp.device)
+        bank = open_bank(exp, directory)
         if all(int(u) in bank.row_of for u in exp.U):
             block, _ = bank.gather(exp.U)
             return block.to(w_T.dtype).sum(0), "bank"

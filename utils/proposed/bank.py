@@ -16,6 +16,7 @@ SHA-256 record first; a bad file names the bank directory as the artefact to del
 
 Unlearning with a bank: w <- w + a_u per request (online) or w + sum_{u in U} a_u (batch).
 """
+import math
 import os
 import time
 
@@ -81,11 +82,21 @@ class Bank:
         return out, time.perf_counter() - start
 
 
-class ShardedBank(Bank):
-    """A bank on disk: shards are loaded on demand, only those holding requested rows."""
+# relative slack of the reach check on stored rows: a row is checked against the bound in the
+# precision it was computed in, then rounded to --bank_dtype (bfloat16: 2^-8 per entry)
+REACH_SLACK = 1e-2
 
-    def __init__(self, directory, device):
-        self.directory, self.device = directory, device
+
+class ShardedBank(Bank):
+    """A bank on disk: shards are loaded on demand, only those holding requested rows.
+
+    ``reach`` (2 c sum_t eta_t over the whole training run, ``SGDConfig.reach_bound``): every
+    row the recursion stores is finite with ||a_u|| <= reach (``utils.proposed.hf.check_divergence``),
+    so a row read back beyond it (up to the storage rounding, REACH_SLACK) or not finite was not
+    written by the recursion, and the read is refused naming the bank."""
+
+    def __init__(self, directory, device, reach=None):
+        self.directory, self.device, self.reach = directory, device, reach
         manifest = artifacts.read_json(os.path.join(directory, "manifest.json"), remedy=remedy(directory),
                                        fields=MANIFEST_FIELDS)
         index = artifacts.load_tensors(os.path.join(directory, "index.pt"), remedy=remedy(directory),
@@ -126,10 +137,29 @@ class ShardedBank(Bank):
         for k, r in enumerate(rows):
             s = self._shard(r)
             block[k] = loaded[s["file"]][r - s["start"]]
+        self.check_rows(U, block)
         self.shards_read = sorted(loaded)
         seconds = time.perf_counter() - start
         self.read_s += seconds
         return block.to(self.device), seconds
+
+
+    def check_rows(self, U, block):
+        """InputError naming the bank unless every row of ``block`` (a_u for u in U) is finite
+        and within ``reach``."""
+        if not len(block):
+            return
+        norms = torch.linalg.vector_norm(block.double(), dim=1)
+        bad = ~torch.isfinite(norms)
+        if self.reach is not None:
+            bad |= norms > self.reach * (1 + REACH_SLACK)
+        if bool(bad.any()):
+            k = int(bad.nonzero()[0])
+            norm = float(norms[k])
+            why = (f"beyond 2 c sum eta_t = {self.reach:.4g}, the farthest a deletion can move w"
+                   if math.isfinite(norm) else "not finite")
+            raise InputError(f"bank {self.directory}: the row of sample {int(U[k])} has norm {norm:.4g}, {why} "
+                             f"(the recursion stores no such row); {remedy(self.directory)}")
 
 
 def shard_name(start, stop):

@@ -28,6 +28,7 @@
   (draw k keyed by --noise_seed k), and the human lines that report them.
 """
 import math
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -35,6 +36,7 @@ import torch
 from dp_accounting import get_sigma_gaussian
 from scipy.special import log_ndtr
 
+from utils.common import resources
 from utils.common.errors import InputError
 
 NOTHING_CERTIFIED = "nothing certified"
@@ -194,6 +196,28 @@ def certificate(release, exp, batch_size, rho_measured, applies):
             "rho_source": "--rho" if release.rho is not None else RHO_MEASURED,
             "certified_epsilon": eps, "certified_epsilon_note": why,
             "certificate_applies": applies}
+
+
+# memory per noised draw beyond its two d-vectors (the noise and the noised model): tensor
+# headers and the draw's metrics dict with the release record (about 2.7 kB measured on Wine)
+DRAW_OVERHEAD = 4096
+# disk per draw beyond its d parameters: the model file's archive headers, its integrity
+# record and its JSON, each at least one 4 kB block
+DRAW_FILE_OVERHEAD = 3 * 4096
+
+
+def check_release_fits(release, exp):
+    """Before any work: the K = --noise_seeds draws of ``noised_releases``, all held in memory
+    at once (their spread is reported in every draw's record), fit the memory available, and
+    their K saved models fit the file-size limit and the free space; InputError naming
+    --noise_seeds otherwise."""
+    K, d, elt = release.noise_seeds, exp.fm.d, exp.w0.element_size()
+    what = f"--noise_seeds {K}: the {K:,} noised releases (d={d:,})"
+    resources.check_memory(what, K * (2 * d * elt + DRAW_OVERHEAD), "lower --noise_seeds")
+    path = exp.with_flags(noise_seed=0).method_paths("Proposed_noise")[0]
+    resources.check_file_sizes({path: d * elt + 4096})
+    resources.check_free_space(os.path.dirname(path), K * (d * elt + DRAW_FILE_OVERHEAD), what,
+                               "lower --noise_seeds or free space")
 
 
 def noised_releases(release, exp, w, w_re, cert, common):

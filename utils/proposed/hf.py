@@ -20,6 +20,7 @@ Under torchrun the rows are split into contiguous shards, one per rank
 (``utils.proposed.distributed``); ``utils.proposed.replay`` answers requests without any bank.
 """
 import contextlib
+import math
 import time
 
 import torch
@@ -111,6 +112,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
     state = {}
 
     inject_first = hf.has("inject_first")
+    remedy = divergence_remedy(cfg, hf)
 
     def on_step(t, w, batch, eta, g):
         op = step_jacobian(Step(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, method.mem_budget_mb), engine,
@@ -128,7 +130,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
         if power is not None:
             power.step(op, eta)
         if len(A):
-            check_divergence(A, t, len(schedule), cfg.reach_bound(t + 1), power)
+            check_divergence(A, t, len(schedule), cfg.reach_bound(t + 1), power, remedy)
 
     w_T = sgd(fm, w0, X, y, schedule, cfg, on_step=on_step,
               progress=progress, desc="Proposed precompute")
@@ -136,15 +138,31 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
     return w_T, A, torch.tensor(power.per_step if power else [], dtype=torch.float64)
 
 
-def check_divergence(A, t, steps, bound, power):
-    """InputError unless every row of A is finite with norm <= ``bound`` after step t."""
+def divergence_remedy(cfg, hf):
+    """The flag to change when the recursion diverges. With damping kappa, I - eta_t (J_t + kappa I)
+    has the eigenvalue 1 - eta_t (mu + kappa) for every eigenvalue mu of J_t, of modulus > 1
+    for mu >= 0 as soon as eta_t kappa > 2: then the damping itself expands the recursion
+    (eta_t <= eta_0 = lr, so it does for the first steps when lr kappa > 2)."""
+    kappa = hf.damping
+    if kappa > 0 and cfg.lr * kappa > 2:
+        return (f"--hf_damping {kappa:g} makes the recursion expand (lr * kappa = {cfg.lr * kappa:.3g} > 2, so "
+                f"||I - eta_t (J_t + kappa I)|| > 1): lower --hf_damping below 2 / lr = {2 / cfg.lr:.3g}")
+    return "lower --lr or --hf_damping" if kappa > 0 else "lower --lr"
+
+
+def check_divergence(A, t, steps, bound, power, remedy="lower --lr"):
+    """InputError unless every row of A is finite with norm <= ``bound`` after step t; the
+    message ends with ``remedy`` (``divergence_remedy``)."""
     largest = float(torch.linalg.vector_norm(A, dim=1).max())
     if largest <= bound:
         return
-    rho = f", measured rho {max(power.per_step):.3g}" if power is not None and power.per_step else ""
+    rho = ""
+    if power is not None and power.per_step:
+        top = max(power.per_step)
+        rho = f", measured rho {top:.3g}" if math.isfinite(top) else ", measured rho not finite"
     raise InputError(f"the Hessian-free recursion diverged at step {t + 1} of {steps} (max ||a_u|| = "
                      f"{largest:.3g}, beyond 2 c sum eta_t = {bound:.3g}, the farthest a deletion can "
-                     f"move w{rho}): lower --lr")
+                     f"move w{rho}): {remedy}")
 
 
 def candidate_rows(spec, listed, n, U):
@@ -187,6 +205,12 @@ def check_memory_budget(exp):
                   curvature=method.hf.curvature, damping=method.hf.damping)
 
 
+def open_bank(exp, directory):
+    """The complete bank in ``directory``, its rows checked when read against the reach of exp's
+    training run, 2 c sum_t eta_t (``ShardedBank``)."""
+    return ShardedBank(directory, exp.device, exp.sgd_config.reach_bound(len(exp.schedule)))
+
+
 def precompute_bank(exp, w_T, ctx=Context()):
     """The bank for exp's flags: opened when cached, else computed and saved.
 
@@ -207,7 +231,7 @@ def precompute_bank(exp, w_T, ctx=Context()):
 def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
     method = exp.unlearn
     if complete(directory):
-        return ShardedBank(directory, exp.device), 0.0
+        return open_bank(exp, directory), 0.0
     ctx.barrier()            # every rank has seen the bank absent before any writes it
     bounds = [shard_bounds(len(rows), r, ctx.world) for r in range(ctx.world)]
     lo, hi = bounds[ctx.rank]
@@ -232,4 +256,4 @@ def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
                     "replay_gap": gap, "provenance": provenance(exp)}
         write_index(directory, rows, rho_t, manifest, bounds, DTYPES[method.bank_dtype])
     ctx.barrier()
-    return ShardedBank(directory, exp.device), seconds
+    return open_bank(exp, directory), seconds
