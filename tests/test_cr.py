@@ -53,6 +53,13 @@ def test_gradient_hessian_and_residual_match_autograd():
         assert obj.value(w, keep) == pytest.approx(float(f(w)), rel=1e-12)
 
 
+def test_spectral_norm_is_the_largest_singular_value():
+    gen = torch.Generator().manual_seed(8)
+    for _ in range(20):
+        X = torch.randn(int(torch.randint(1, 50, (1,), generator=gen)), 7, generator=gen, dtype=torch.float64)
+        assert cr.spectral_norm(X) == pytest.approx(float(torch.linalg.svdvals(X)[0]), rel=1e-12)
+
+
 def test_newton_step_is_the_dense_solve():
     gen = torch.Generator().manual_seed(1)
     for lam in (1e-3, 1.0):

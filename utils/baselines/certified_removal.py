@@ -27,6 +27,7 @@ from typing import Optional
 
 import torch
 
+from utils.common.data import unit_rows  # noqa: F401  (the inputs of Guo et al.: --unit_norm)
 from utils.common.errors import InputError
 
 # sup over z and unit v of |D^3 logsumexp(z)[v, v, v]|: the third central moment of v under
@@ -57,13 +58,6 @@ def epsilon_for(sigma, delta, spent):
 def budget_for(sigma, delta, epsilon):
     """B = epsilon sigma_b / c(delta): the residual budget sigma_b buys at epsilon."""
     return epsilon * sigma / c_delta(delta)
-
-
-def unit_rows(X):
-    """Every input scaled to unit L2 norm (Guo et al.); an all-zero input stays zero."""
-    flat = X.reshape(len(X), -1)
-    norms = torch.linalg.vector_norm(flat, dim=1, keepdim=True)
-    return (flat / torch.where(norms > 0, norms, torch.ones_like(norms))).reshape(X.shape)
 
 
 class Objective:
@@ -154,12 +148,19 @@ class Objective:
     def smoothness(self, keep):
         """N lambda + ||X~_S||_2^2 / 2 >= ||hess L_b(w; S)|| for every w (lambda_max(A_i) <= 1/2),
         with the exact spectral norm."""
-        return self.mu + 0.5 * float(torch.linalg.matrix_norm(self.Xa[keep], ord=2)) ** 2
+        return self.mu + 0.5 * spectral_norm(self.Xa[keep]) ** 2
 
     def hessian_lipschitz(self, keep):
         """sum_{i in S} gamma ||x~_i||^3 >= the Lipschitz constant of w -> hess L_b(w; S)
         (gamma = GAMMA_LOGITS; docs/method.md)."""
         return GAMMA_LOGITS * float((self.xnorm[keep] ** 3).sum())
+
+
+def spectral_norm(X):
+    """||X||_2 exactly: sqrt of the largest eigenvalue of the p x p Gram matrix X^T X
+    (symmetric eigensolver, float64; no power iteration, which approaches it from below)."""
+    X = X.double()
+    return math.sqrt(max(float(torch.linalg.eigvalsh(X.T @ X)[-1]), 0.0))
 
 
 # ---------------------------------------------------------------------------- the optimum
@@ -231,12 +232,12 @@ def newton_bound(obj, keep, s, H, g):
         ||grad L_b(w + s; S)|| <= ||g + H s|| + (gamma / 2) ||X~_S||_2 sqrt(sum_{i in S} ||dz_i||^4),
 
     dz_i = S~ x~_i (S~ the step in the augmented layout), gamma = GAMMA_LOGITS, ||X~_S||_2 the
-    exact spectral norm (SVD). The first term is the linear solve's own residual (zero in
+    exact spectral norm (``spectral_norm``). The first term is the linear solve's own residual (zero in
     exact arithmetic). A relative margin of 1e-9 covers the rounding of the computed terms."""
     Xs = obj.Xa[keep]
     dZ = Xs @ obj.aug(s).T
     quartic = float(torch.sqrt((torch.linalg.vector_norm(dZ, dim=1) ** 4).sum()))
-    spectral = float(torch.linalg.matrix_norm(Xs, ord=2))
+    spectral = spectral_norm(Xs)
     solve = float(torch.linalg.vector_norm(g + H @ s))
     return (solve + 0.5 * GAMMA_LOGITS * spectral * quartic) * (1 + 1e-9)
 
