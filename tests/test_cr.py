@@ -149,9 +149,9 @@ def test_remove_sequence_spends_the_budget_and_retrains_when_it_would_be_exceede
     obj, X, y, b = problem(gen, n=40, q=4, lam=0.01, scale=2.0)
     w, _, _ = cr.polish(obj, torch.zeros(obj.d, dtype=torch.float64), obj.all(), 1e-10)
     requests = torch.randperm(40, generator=gen)[:8]
-    _, free = cr.remove_sequence(obj, w, requests, "newton", math.inf, 1e-10)
+    _, free = cr.remove_sequence(obj, w, requests, cr.Policy("newton", math.inf, 1e-10))
     budget = 2.5 * max(r.residual for r in free)     # about two requests per retrain
-    w_end, got = cr.remove_sequence(obj, w, requests, "newton", budget, 1e-10)
+    w_end, got = cr.remove_sequence(obj, w, requests, cr.Policy("newton", budget, 1e-10))
     assert any(r.retrained for r in got) and all(r.spent <= budget for r in got)
     keep = obj.all()
     keep[requests] = False
@@ -209,3 +209,27 @@ def test_the_hessian_free_step_agrees_with_the_newton_step_near_the_optimum():
             assert second < 0.2 * float(s.norm())
             # the residual of the hf step is of second order too: far below the gradient it removes
             assert residual_after(obj, hf, keep) < 0.2 * float(g.norm())
+
+
+def test_main_cr_end_to_end_and_main_eva_measures_it_against_its_own_retrain(tmp_path):
+    """A tiny run of the script: the record, the certificate it states, and main_eva's CR row."""
+    import json
+
+    from helpers import run_script
+    flags = ["--model", "logistic", "--dataset", "wine", "--num_dataset", "80", "--epochs", "3", "--batch_size", "16",
+             "--lr", "0.05", "--regularization", "0.05", "--num_forget", "3", "--gpu", "-1", "--quiet",
+             "--log_dir", str(tmp_path / "log"), "--results_dir", str(tmp_path / "r")]
+    cr_flags = ["--epsilon", "1", "--delta", "1e-5", "--cr_budget", "0.5", "--removal", "hf"]
+    bad = run_script("main_CR.py", *flags, "--epsilon", "1", check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--cr_budget" in bad.stderr
+    run_script("main_retrain.py", *flags)
+    r = json.loads(run_script("main_CR.py", *flags, *cr_flags, "--json").stdout)
+    assert r["removal"] == "hf" and r["requests"] == 3 and r["reference"] == "CR_Retrain"
+    assert r["sigma_b"] == pytest.approx(cr.sigma_for(1.0, 1e-5, 0.5))
+    assert r["budget_spent"] <= 0.5 and r["certified_epsilon"] <= 1.0
+    assert r["certified_epsilon"] == pytest.approx(cr.epsilon_for(r["sigma_b"], 1e-5, r["budget_spent"]))
+    assert r["gradient_residual"] == r["gradient_residuals"][-1] and r["gradient_residual_bound"] is None
+    assert r["retrained"] == sum(1 for _ in range(r["retrained"])) and 0 <= r["requests_before_retrain"] <= 3
+    eva = json.loads(run_script("main_eva.py", *flags, *cr_flags, "--json").stdout)
+    assert eva["CR"]["reference"] == "CR_Retrain" and eva["CR"]["distance"] == pytest.approx(r["distance"])
+    assert eva["CR"]["removed"] is None and eva["CR_Retrain"]["distance"] > 0

@@ -268,15 +268,26 @@ class Request:
     retrain_s: float         # the retrain that answered it (0 when none)
 
 
-def remove_sequence(obj, w, requests, removal, budget, tol, repair_steps=0, bank=None, progress=None):
+@dataclass(frozen=True)
+class Policy:
+    """How requests are answered: the removal step ('newton' or 'hf'), the budget B of summed
+    exact residuals, the optimum's gradient tolerance (retrains), repair steps after each step."""
+    removal: str
+    budget: float
+    tol: float
+    repair_steps: int = 0
+
+
+def remove_sequence(obj, w, requests, policy, bank=None, progress=None):
     """Answer single-sample deletion requests one at a time from the optimum ``w``.
 
-    Request k removes u_k: the step (``removal`` 'newton': ``newton_step``; 'hf': w + a_{u_k},
-    ``bank`` = {u: a_u}), then ``repair_steps`` gradient steps, then the exact residual beta_k on
+    Request k removes u_k: the step (``policy.removal`` 'newton': ``newton_step``; 'hf': w + a_{u_k},
+    ``bank`` = {u: a_u}), then ``policy.repair_steps`` gradient steps, then the exact residual beta_k on
     D \\ {u_1..u_k}. The budget starts at w's own residual on D; beta_k is spent when
     spent + beta_k <= budget, else the request is answered by the exact optimum of the
     remaining data (``polish`` from the current w, same b), and spent restarts at that
     optimum's residual. Returns (w, [Request])."""
+    removal, budget, tol, repair_steps = policy.removal, policy.budget, policy.tol, policy.repair_steps
     keep = obj.all()
     beta0, margin0 = obj.residual(w, keep)
     spent = beta0 + margin0

@@ -127,8 +127,8 @@ def run(exp, cfg):
                  + (f" (bound {r.bound:.4g})" if r.bound is not None else "")
                  + f", spent {r.spent:.4g} of {cfg.budget:.4g}" + (" -> retrained" if r.retrained else ""))
 
-    w, requests = cr.remove_sequence(obj, w_star, exp.U.tolist(), cfg.removal, cfg.budget, cfg.tol,
-                                     cfg.repair, a, progress=show)
+    policy = cr.Policy(cfg.removal, cfg.budget, cfg.tol, cfg.repair)
+    w, requests = cr.remove_sequence(obj, w_star, exp.U.tolist(), policy, a, progress=show)
     record = dict(exp.metrics(w), removal=cfg.removal, repair=cfg.repair, delta=cfg.delta, epsilon=cfg.epsilon,
                   sigma_b=cfg.sigma, budget=cfg.budget, tol=cfg.tol, c_delta=cr.c_delta(cfg.delta),
                   hessian_lipschitz_logits=cr.GAMMA_LOGITS, train_residual=trained_record["train_residual"],
