@@ -6,7 +6,8 @@ accuracy), ``eps<E>-<removal>.json`` (main_CR.py) and, when present,
 ``eps<E>-<removal>-miau.json`` / ``-lira.json`` (the audits of that release). One row per
 (setting, removal, epsilon): sigma_b, test accuracy, distance to its own retrain (CR_Retrain),
 the requests answered before the first retrain and the retrains over the m requests, the
-exact residual spent, the certified epsilon, the removal and residual-pass times per request,
+median exact residual of the removal step (before any retrain replaced it), the budget spent,
+the median ratio of Corollary 1's bound to the exact residual (newton), the certified epsilon, the removal and residual-pass times per request,
 and the audits' AUCs.
 
     python3 -m tools.cr_frontier --release_dir results/Certify/cr
@@ -21,14 +22,15 @@ import io
 import json
 import os
 import re
+import statistics
 
 from utils.audits.plots import plt, save_figure
 from utils.common import artifacts
 from utils.common.errors import InputError, fail
 
 COLUMNS = ["setting", "removal", "epsilon", "sigma_b", "test_acc", "nonprivate_test_acc", "distance",
-           "requests_before_retrain", "retrained", "requests", "budget_spent", "budget",
-           "certified_epsilon", "gradient_residual_bound_over_residual", "remove_ms", "residual_pass_ms",
+           "requests_before_retrain", "retrained", "requests", "step_residual_median", "budget_spent", "budget",
+           "certified_epsilon", "bound_over_residual_median", "remove_ms", "residual_pass_ms",
            "miau_auc_heldout", "lira_auc_forget"]
 
 
@@ -52,14 +54,15 @@ def rows(release_dir):
                 continue
             r = _read(path)
             bounds = r.get("gradient_residual_bounds") or []
-            residuals = r.get("gradient_residuals") or []
-            ratio = (sum(bounds) / sum(residuals[:len(bounds)])) if bounds and sum(residuals) > 0 else None
+            steps = r.get("step_residuals") or []
+            ratios = [b / s for b, s in zip(bounds, steps) if s > 0]
             row = {"setting": setting, "removal": m.group(2), "epsilon": float(m.group(1)),
                    "sigma_b": r["sigma_b"], "test_acc": r["test_acc"], "nonprivate_test_acc": nonprivate,
                    "distance": r["distance"], "requests_before_retrain": r["requests_before_retrain"],
                    "retrained": r["retrained"], "requests": r["requests"], "budget_spent": r["budget_spent"],
                    "budget": r["budget"], "certified_epsilon": r["certified_epsilon"],
-                   "gradient_residual_bound_over_residual": ratio,
+                   "step_residual_median": statistics.median(steps) if steps else None,
+                   "bound_over_residual_median": statistics.median(ratios) if ratios else None,
                    "remove_ms": 1e3 * r["remove_s_per_request"], "residual_pass_ms": 1e3 * r["certify_s_per_request"]}
             miau = path[:-5] + "-miau.json"
             if os.path.exists(miau):

@@ -266,6 +266,7 @@ class Request:
     step_s: float            # the removal step (+ repair)
     certify_s: float         # the exact residual pass (+ the bound, for newton)
     retrain_s: float         # the retrain that answered it (0 when none)
+    step_residual: float     # the exact residual of the removal step itself (what a retrain replaced)
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,7 @@ def remove_sequence(obj, w, requests, policy, bank=None, progress=None):
             del H
         certify_s = time.perf_counter() - start
         retrained = spent + beta > budget
+        step_residual = beta
         start = time.perf_counter()
         if retrained:
             w_new, _, _ = polish(obj, w_new, keep, tol)
@@ -323,7 +325,7 @@ def remove_sequence(obj, w, requests, policy, bank=None, progress=None):
             spent += beta
         w = w_new
         out.append(Request(int(u), beta, bound, spent, retrained, step_s, certify_s,
-                           time.perf_counter() - start if retrained else 0.0))
+                           time.perf_counter() - start if retrained else 0.0, step_residual))
         if progress is not None:
             progress(out[-1])
     return w, out
@@ -336,6 +338,7 @@ def summarize(requests, sigma, delta):
     bounds = [r.bound for r in requests if r.bound is not None]
     return {"gradient_residual": last.residual,
             "gradient_residuals": [r.residual for r in requests],
+            "step_residuals": [r.step_residual for r in requests],
             "gradient_residual_bound": bounds[-1] if bounds else None,
             "gradient_residual_bounds": bounds or None,
             "budget_spent": last.spent,
