@@ -16,7 +16,7 @@
 # tools/cr_frontier.py writes one table and one figure over the settings.
 # CR settings (CR_SETTINGS): mnist_raw, mnist_unit (MNIST logistic, paper flags, m = 10, raw and
 # unit-norm inputs), mnist_raw_m50, mnist_unit_m50, fmnist (Fashion-MNIST logistic, paper flags).
-# PARTS="proposed cr" (default both). QUICK=1: CR on MNIST logistic with n=200, 3 epochs, m=3,
+# PARTS="proposed cr" (default both). QUICK=1: CR on Wine logistic with n=80, 3 epochs, m=6,
 # epsilon 1 only.
 SWEEP=Certify
 source "$(dirname "$0")/sweeps/common.sh"
@@ -87,7 +87,7 @@ cr_flags() {
         mnist_raw_m50) echo "$paper --dataset mnist --num_forget 50" ;;
         mnist_unit_m50) echo "$paper --dataset mnist --num_forget 50 --unit_norm" ;;
         fmnist) echo "$paper --dataset fashion-mnist --num_forget 10" ;;
-        quick) echo "--model logistic --dataset mnist --num_dataset 200 --batch_size 32 --epochs 3 --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.5 --seed 42 --delta 1e-5 --num_forget 3" ;;
+        quick) echo "--model logistic --dataset wine --num_dataset 80 --batch_size 16 --epochs 3 --lr 0.05 --lr_decay 0.995 --clip 5 --regularization 0.05 --seed 42 --delta 1e-5 --num_forget 6" ;;
         *) echo "Certify.sh: unknown CR setting $1 (mnist_raw, mnist_unit, mnist_raw_m50, mnist_unit_m50, fmnist)" >&2; exit 2 ;;
     esac
 }
