@@ -16,6 +16,7 @@
 # tools/cr_frontier.py writes one table and one figure over the settings.
 # CR settings (CR_SETTINGS): mnist_raw, mnist_unit (MNIST logistic, paper flags, m = 10, raw and
 # unit-norm inputs), mnist_raw_m50, mnist_unit_m50, fmnist (Fashion-MNIST logistic, paper flags).
+# CR_REPAIR=K adds --repair K (result files tagged -repairK).
 # PARTS="proposed cr" (default both). QUICK=1: CR on Wine logistic with n=80, 3 epochs, m=6,
 # epsilon 1 only.
 SWEEP=Certify
@@ -26,7 +27,9 @@ SETTINGS=${SETTINGS:-mnist_logistic wine_mlp}
 PARTS=${PARTS:-proposed cr}
 CR_EPSILONS=${CR_EPSILONS:-0.5 1 2 5 10}; CR_BUDGET=${CR_BUDGET:-1}; CR_LIRA=${CR_LIRA:-0}
 CR_SETTINGS=${CR_SETTINGS:-mnist_raw mnist_unit mnist_raw_m50 mnist_unit_m50 fmnist}
-CR_REMOVALS=${CR_REMOVALS:-newton hf}
+CR_REMOVALS=${CR_REMOVALS:-newton hf}; CR_REPAIR=${CR_REPAIR:-0}
+REPAIR_TAG=""; REPAIR_FLAGS=()
+if [ "$CR_REPAIR" != "0" ]; then REPAIR_TAG="-repair$CR_REPAIR"; REPAIR_FLAGS=(--repair "$CR_REPAIR"); fi
 if [ "$QUICK" = "1" ]; then K=2; GRID=1; EPSILONS="1"; SHADOWS=4; SETTINGS="wine_mlp"; CR_EPSILONS="1"; CR_SETTINGS="quick"; fi
 case " $EPSILONS " in *" 1 "*) ;; *) EPSILONS="$EPSILONS 1" ;; esac    # the grid tops out at sigma(epsilon 1)
 
@@ -103,12 +106,15 @@ for setting in $CR_SETTINGS; do
     for eps in $CR_EPSILONS; do
         for removal in $CR_REMOVALS; do
             # shellcheck disable=SC2086
-            capture "$DIR/eps$eps-$removal.json" main_CR.py $F --epsilon "$eps" --cr_budget "$CR_BUDGET" --removal "$removal"
+            local_flags=(--epsilon "$eps" --cr_budget "$CR_BUDGET" --removal "$removal" ${REPAIR_FLAGS[@]+"${REPAIR_FLAGS[@]}"})
+            tag="eps$eps-$removal$REPAIR_TAG"
             # shellcheck disable=SC2086
-            capture "$DIR/eps$eps-$removal-miau.json" main_MIAU.py $F --epsilon "$eps" --cr_budget "$CR_BUDGET" --removal "$removal" --attack_model LR --features direct_diff
+            capture "$DIR/$tag.json" main_CR.py $F "${local_flags[@]}"
+            # shellcheck disable=SC2086
+            capture "$DIR/$tag-miau.json" main_MIAU.py $F "${local_flags[@]}" --attack_model LR --features direct_diff
             if [ "$CR_LIRA" = "1" ]; then
                 # shellcheck disable=SC2086
-                capture "$DIR/eps$eps-$removal-lira.json" main_MIAL.py $F --epsilon "$eps" --cr_budget "$CR_BUDGET" --removal "$removal" --n_shadows "$SHADOWS"
+                capture "$DIR/$tag-lira.json" main_MIAL.py $F "${local_flags[@]}" --n_shadows "$SHADOWS"
             fi
         done
     done

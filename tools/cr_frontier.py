@@ -49,14 +49,15 @@ def rows(release_dir):
         eva = os.path.join(setting_dir, "eva.json")
         nonprivate = _read(eva)["Original"]["test_acc"] if os.path.exists(eva) else None
         for path in sorted(glob.glob(os.path.join(setting_dir, "eps*-*.json"))):
-            m = re.fullmatch(r"eps([0-9.e+-]+)-(newton|hf)\.json", os.path.basename(path))
+            m = re.fullmatch(r"eps([0-9.e+-]+)-(newton|hf)(-repair[0-9]+)?\.json", os.path.basename(path))
             if not m:
                 continue
             r = _read(path)
             bounds = r.get("gradient_residual_bounds") or []
             steps = r.get("step_residuals") or []
             ratios = [b / s for b, s in zip(bounds, steps) if s > 0]
-            row = {"setting": setting, "removal": m.group(2), "epsilon": float(m.group(1)),
+            removal = m.group(2) + (m.group(3).replace("-repair", "+repair") if m.group(3) else "")
+            row = {"setting": setting, "removal": removal, "epsilon": float(m.group(1)),
                    "sigma_b": r["sigma_b"], "test_acc": r["test_acc"], "nonprivate_test_acc": nonprivate,
                    "distance": r["distance"], "requests_before_retrain": r["requests_before_retrain"],
                    "retrained": r["retrained"], "requests": r["requests"], "budget_spent": r["budget_spent"],
@@ -95,7 +96,8 @@ def figure(table, path):
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, setting in enumerate(settings):
         colour = colours[i % len(colours)]
-        for removal, style in (("newton", "o-"), ("hf", "s--")):
+        for removal in sorted({r["removal"] for r in table if r["setting"] == setting}):
+            style = "o-" if removal == "newton" else ("s--" if removal == "hf" else "^:")
             line = [r for r in table if r["setting"] == setting and r["removal"] == removal]
             if line:
                 ax.plot([r["epsilon"] for r in line], [r["test_acc"] for r in line], style, color=colour,
