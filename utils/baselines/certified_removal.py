@@ -75,6 +75,7 @@ class Objective:
         self.b = b.double().to(X.device)
         self.mu = self.n_reg * self.lam          # the regulariser's curvature N lambda
         self.xnorm = torch.linalg.vector_norm(self.Xa, dim=1)
+        self._smooth = None
         # parameter index k -> augmented index: W[c, j] -> c p + j, bias[c] -> c p + (p - 1)
         q = self.p - 1
         k = torch.arange(self.d)
@@ -146,9 +147,12 @@ class Objective:
         return H[self.perm][:, self.perm]
 
     def smoothness(self, keep):
-        """N lambda + ||X~_S||_2^2 / 2 >= ||hess L_b(w; S)|| for every w (lambda_max(A_i) <= 1/2),
-        with the exact spectral norm."""
-        return self.mu + 0.5 * spectral_norm(self.Xa[keep]) ** 2
+        """N lambda + ||X~_D||_2^2 / 2 >= ||hess L_b(w; S)|| for every w and every S within the
+        training set D (lambda_max(A_i) <= 1/2; removing rows never raises the spectral norm),
+        with the exact spectral norm of D computed once."""
+        if self._smooth is None:
+            self._smooth = self.mu + 0.5 * spectral_norm(self.Xa) ** 2
+        return self._smooth
 
     def hessian_lipschitz(self, keep):
         """sum_{i in S} gamma ||x~_i||^3 >= the Lipschitz constant of w -> hess L_b(w; S)
@@ -243,8 +247,8 @@ def newton_bound(obj, keep, s, H, g):
 
 
 def repair(obj, w, keep, steps):
-    """``steps`` gradient steps on L_b(.; S) with step 1 / (N lambda + ||X~_S||^2 / 2) (the
-    smoothness bound): each one pass over S, each shrinks the residual by at least
+    """``steps`` gradient steps on L_b(.; S) with step 1 / (N lambda + ||X~_D||^2 / 2) (the
+    smoothness bound, ``Objective.smoothness``): each one pass over S, each shrinks the residual by at least
     (1 - N lambda / that bound)."""
     if steps <= 0:
         return w
