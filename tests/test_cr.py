@@ -233,3 +233,19 @@ def test_main_cr_end_to_end_and_main_eva_measures_it_against_its_own_retrain(tmp
     eva = json.loads(run_script("main_eva.py", *flags, *cr_flags, "--json").stdout)
     assert eva["CR"]["reference"] == "CR_Retrain" and eva["CR"]["distance"] == pytest.approx(r["distance"])
     assert eva["CR"]["removed"] is None and eva["CR_Retrain"]["distance"] > 0
+
+
+def test_repair_steps_shrink_the_residual_by_the_proven_factor():
+    """Gradient steps of size 1 / L (L = N lambda + ||X~_D||^2 / 2 >= the Hessian on any subset):
+    grad(w - g / L) = (I - H_bar / L) g with mu <= H_bar <= L, so ||grad|| falls by >= 1 - mu / L."""
+    gen = torch.Generator().manual_seed(9)
+    for trial in range(10):
+        obj, X, y, b = problem(gen, n=30, q=4, lam=0.3, scale=1.0 + trial)
+        keep = obj.all()
+        keep[torch.randperm(30, generator=gen)[:3]] = False
+        w = random_w(gen, obj.d)
+        L = obj.smoothness(keep)
+        assert L >= float(torch.linalg.eigvalsh(obj.hessian(w, keep))[-1])
+        before = float(obj.gradient(w, keep).norm())
+        after = float(obj.gradient(cr.repair(obj, w, keep, 3), keep).norm())
+        assert after <= (1 - obj.mu / L) ** 3 * before * (1 + 1e-9)
