@@ -14,6 +14,8 @@ from utils.common.options import parse_args
 if __name__ == "__main__":
     ARGS = parse_args()     # flags first: a bad flag stops here, before the imports below load torch
 
+import dataclasses
+
 import numpy as np
 
 from utils.common import methods
@@ -24,6 +26,7 @@ from utils.audits.plots import roc_figure
 from utils.common.report import finish, info, table
 from utils.audits.roc import roc_summary
 from utils.audits.shadows import build_pool, shadow_scores
+from utils.common.data import unit_rows
 from utils.audits.targets import present_targets, results_base, write_report
 
 TARGETS = methods.audited()
@@ -53,6 +56,8 @@ def main(args):
     w_T = exp.require_original()
     targets = {"Original": w_T, **present_targets(exp, TARGETS)}
     pool = build_pool(exp.data, args.n_nonmembers, args.seed, max(m, 2), exp.device)
+    if args.unit_norm:                  # the pool's inputs as the models see them
+        pool = dataclasses.replace(pool, X=unit_rows(pool.X))
     n_out = int((~pool.member).sum())
     info(f"LiRA pool: {exp.n} members + {n_out} non-members; {args.n_shadows} shadows, each on "
          f"~{len(pool) // 2} samples (target: {exp.n}); data: {exp.data.source}")

@@ -61,9 +61,9 @@ def test_frontier_aggregates_each_release_over_its_draws(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "stdb-miau-2.json is missing" in proc.stderr
 
 
-def quick_sweep(tmp_path):
+def quick_sweep(tmp_path, parts="proposed"):
     env = dict(os.environ, QUICK="1", LOG_DIR=str(tmp_path / "log"), RESULTS_DIR=str(tmp_path / "results"),
-               HFU_OFFLINE="1")
+               HFU_OFFLINE="1", PARTS=parts)
     return subprocess.run(["bash", os.path.join(ROOT, "Certify.sh")], env=env, capture_output=True, text=True)
 
 
@@ -96,6 +96,25 @@ def test_quick_certify_sweep(tmp_path):
     assert len(saved) == 2 * len(rows)
     assert not torch.equal(*[torch.load(p, weights_only=True)["w"] for p in saved[:2]])
     again = quick_sweep(tmp_path)
+    assert again.returncode == 0 and "+ python3" not in again.stderr
+
+
+def test_quick_certify_sweep_certified_removal(tmp_path):
+    """The certified-removal part: newton and hf at epsilon 1, MIA-U on each, the frontier table."""
+    first = quick_sweep(tmp_path, "cr")
+    assert first.returncode == 0, first.stderr[-3000:]
+    cr_dir = tmp_path / "results" / "cr"
+    for ext in ("md", "csv", "png"):
+        assert (cr_dir / f"cr_frontier.{ext}").stat().st_size > 0
+    table = list(csv.DictReader(open(cr_dir / "cr_frontier.csv")))
+    assert sorted(t["removal"] for t in table) == ["hf", "newton"]
+    for t in table:
+        assert float(t["certified_epsilon"]) <= 1.0 and float(t["budget_spent"]) <= float(t["budget"])
+        assert 0 <= int(t["requests_before_retrain"]) <= int(t["requests"]) == 6
+        assert 0 <= float(t["miau_auc_heldout"]) <= 1 and float(t["nonprivate_test_acc"]) > 0
+    newton = next(t for t in table if t["removal"] == "newton")
+    assert float(newton["bound_over_residual_median"]) >= 1.0      # Corollary 1 holds on every request
+    again = quick_sweep(tmp_path, "cr")
     assert again.returncode == 0 and "+ python3" not in again.stderr
 
 

@@ -60,8 +60,9 @@ def test_key_functions_read_the_table():
     assert METHOD_FLAGS == {m: keys.FAMILIES[m] for m in keys.METHODS}
     assert BANK_FLAGS is keys.FAMILIES["hfbank"]
     exp = Experiment(parse_args(FLAGS))
-    assert set(exp.train_config()) == sources("train") - {"data_dir", "gpu"} | {"data", "device", "init",
-                                                                             "data_source"}
+    # --unit_norm is keyed only when set (utils.common.keys.KEYED_WHEN_CHANGED)
+    assert set(exp.train_config()) == sources("train") - {"data_dir", "gpu", "unit_norm"} | {
+        "data", "device", "init", "data_source"}
     assert set(exp.forget_config()) == set(keys.FAMILIES["forget"]) | set(keys.DERIVED["forget"])
 
 
@@ -72,7 +73,8 @@ def stored_paths(exp):
     logs = {"train": exp.train_dir, "forget": exp.forget_dir, "hfbank": bank_dir(exp, cand),
             "hessian": exp.cache_path("hessian"),
             "ij-factor": exp.cache_path("ij-factor", keys.FAMILIES["ij-factor"]),
-            "lira-shadows": exp.cache_path("lira-shadows", keys.FAMILIES["lira-shadows"], {"pool": "P"})}
+            "lira-shadows": exp.cache_path("lira-shadows", keys.FAMILIES["lira-shadows"], {"pool": "P"}),
+            "cr-original": exp.cache_path("cr-original", keys.FAMILIES["cr-original"])}
     logs.update({m: exp.method_paths(m)[0] for m in keys.METHODS})
     logs["ulira-shadows"], logs["ulira-proposed"] = ulira_cache_paths(exp)
     out = {k: os.path.relpath(p, a.log_dir) for k, p in logs.items()}

@@ -29,7 +29,9 @@ def test_every_row_names_an_existing_script_and_parser_flags():
 
 
 def test_the_readers_take_the_table():
-    assert keys.METHODS == ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad", "Floor"]
+    assert keys.METHODS == ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad", "Floor",
+                            "CR", "CR_Retrain"]
+    cr_noise = ["epsilon", "delta", "std", "cr_budget", "cr_tol"]
     proposed = ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
                 "hf_variant", "hf_curvature", "hf_damping"]
     # the flags each method's stored files are keyed by: changing one changes every stored key
@@ -38,12 +40,13 @@ def test_the_readers_take_the_table():
         "Proposed_noise": proposed + ["epsilon", "delta", "std", "rho", "noise_seed"],
         "NU": ["damping_factor", "hessian_solver"], "IJ": ["damping_factor", "hessian_solver"],
         "Finetune": ["finetune_epochs"], "NegGrad": ["neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"],
-        "Floor": ["retrain_norm", "floor"]}
+        "Floor": ["retrain_norm", "floor"], "CR": ["removal", "repair"] + cr_noise, "CR_Retrain": cr_noise}
     assert METHOD_SCRIPTS == {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
                               "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
                               "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py",
-                              "Floor": "main_eva.py"}
-    assert methods.audited() == ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad"]
+                              "Floor": "main_eva.py", "CR": "main_CR.py", "CR_Retrain": "main_CR.py"}
+    assert methods.audited() == ["Retrain", "Proposed", "Proposed_noise", "NU", "IJ", "Finetune", "NegGrad",
+                                 "CR", "CR_Retrain"]
     assert [m.name for m in methods.METHOD_TABLE if m.expected] == ["Proposed", "Proposed_noise", "NU", "IJ"]
 
 

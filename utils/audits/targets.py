@@ -23,7 +23,8 @@ def present_targets(exp, wanted):
             script, *extra = METHOD_SCRIPTS[method].split()
             info(f"notice: no {method} model for this configuration; to include it run: "
                  f"{command_line(script, extra=extra)}")
-    return {method: found[method][0] for method in wanted if method in found}
+    # a float64 release (certified removal) is attacked as the model runs, in the data's dtype
+    return {method: found[method][0].to(exp.X.dtype) for method in wanted if method in found}
 
 
 def results_base(exp, prefix, config):

@@ -489,6 +489,14 @@ def seeded_subset(size, k, seed):
     return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:k]
 
 
+def unit_rows(X):
+    """Every input scaled to unit L2 norm (``--unit_norm``, as Guo et al. 2020); an all-zero input
+    stays zero."""
+    flat = X.reshape(len(X), -1)
+    norms = torch.linalg.vector_norm(flat, dim=1, keepdim=True)
+    return (flat / torch.where(norms > 0, norms, torch.ones_like(norms))).reshape(X.shape)
+
+
 def load_data(dataset, data_dir, n, test_train_rate, seed):
     """The n training and floor(test_train_rate * n) test samples of SPEC section 3, the
     subsets drawn from ``seed`` (the test subset from seed + 1)."""

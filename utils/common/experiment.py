@@ -26,7 +26,7 @@ import torch
 
 from models import build_model
 from utils.common import artifacts, keys, methods, resources
-from utils.common.data import load_data
+from utils.common.data import load_data, unit_rows
 from utils.training.forget import forget_set
 from utils.training.functional import FlatModel, evaluate
 from utils.proposed.hfconfig import UnlearnConfig
@@ -74,6 +74,8 @@ class Experiment:
         self.X = self.data.X_train.to(self.device)
         self.y = self.data.y_train.to(self.device)
         self.X_test = self.data.X_test.to(self.device)
+        if args.unit_norm:                 # every input scaled to unit norm (--unit_norm)
+            self.X, self.X_test = unit_rows(self.X), unit_rows(self.X_test)
         self.y_test = self.data.y_test.to(self.device)
         self.n = len(self.y)
         self.U = forget_set(self.n, args.num_forget, args.seed, args.forget_list)
@@ -221,6 +223,7 @@ class Experiment:
         ``w`` cast to the model's own dtype (the float64 noise floor is stored in float64)."""
         w = w.to(self.w0.dtype)
         bs = self.eval_batch
+        w = w.to(self.X.dtype)             # a float64 release (certified removal) is evaluated as the model runs
         U = self.U.to(self.device)
         rest = self.keep.nonzero().squeeze(1)
         out = {}

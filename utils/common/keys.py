@@ -23,7 +23,7 @@ from utils.common import methods
 FAMILIES = {
     # <log_dir>/<dataset>-<model>-n-s-<key>/: original.pt, manifest.json, cache/, forget-*/
     "train": ["dataset", "model", "num_dataset", "batch_size", "epochs", "lr", "lr_decay",
-              "seed", "clip", "regularization", "reshuffle", "pretrained"],
+              "seed", "clip", "regularization", "reshuffle", "pretrained", "unit_norm"],
     # <train dir>/forget-m<m>-<key>/: every method's model and metrics for one U and test set
     "forget": ["test_train_rate"],
     # <forget dir>/<Method>-<key>.pt/.json: one family per row of the method table
@@ -31,6 +31,8 @@ FAMILIES = {
     # <train dir>/cache/<kind>-<key>
     "hfbank": ["retrain_norm", "bank_dtype", "hf_variant", "hf_curvature", "hf_damping"],
     "hessian": [],
+    # certified removal's trained model: b, the SGD run with b / n, its exact optimum
+    "cr-original": list(methods.CR_NOISE_FLAGS),
     "ij-factor": ["damping_factor", "hessian_solver"],
     "lira-shadows": ["n_shadows"],
     # U-LiRA shadows (Original, Retrain, independent Retrain) and their Proposed unlearning
@@ -84,7 +86,12 @@ FLAGS = {
     "hf_curvature": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "hf_damping": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "proposed_rows": keys("eva"),
-    "epsilon": keys("Proposed_noise"), "delta": keys("Proposed_noise"), "std": keys("Proposed_noise"),
+    "epsilon": keys("Proposed_noise", "CR", "CR_Retrain", "cr-original"),
+    "delta": keys("Proposed_noise", "CR", "CR_Retrain", "cr-original"),
+    "std": keys("Proposed_noise", "CR", "CR_Retrain", "cr-original"),
+    "cr_budget": keys("CR", "CR_Retrain", "cr-original"), "cr_tol": keys("CR", "CR_Retrain", "cr-original"),
+    "removal": keys("CR"), "repair": keys("CR"),
+    "unit_norm": keys("train"),
     "rho": keys("Proposed_noise"),
     "noise_seed": keys("Proposed_noise"),
     "noise_seeds": nothing("how many draws are saved: draw k is the k-th vector of one seeded stream "
@@ -111,7 +118,7 @@ FLAGS = {
 
 # Flags added after files keyed without them existed: at these values they are left out of
 # every key, so those files (computed with exactly these values) stay valid.
-KEYED_WHEN_CHANGED = {"hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0,
+KEYED_WHEN_CHANGED = {"unit_norm": False, "hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0,
                       "proposed_rows": None}
 
 

@@ -15,15 +15,18 @@ import sys
 from dataclasses import dataclass
 
 # kinds: the sweeps run the methods of a kind together
-REFERENCE, PROPOSED, SECOND_ORDER, FIRST_ORDER, FLOOR = ("reference", "proposed", "second-order",
-                                                         "first-order", "floor")
-KINDS = (REFERENCE, PROPOSED, SECOND_ORDER, FIRST_ORDER, FLOOR)
+REFERENCE, PROPOSED, SECOND_ORDER, FIRST_ORDER, FLOOR, CERTIFIED = (
+    "reference", "proposed", "second-order", "first-order", "floor", "certified")
+KINDS = (REFERENCE, PROPOSED, SECOND_ORDER, FIRST_ORDER, FLOOR, CERTIFIED)
 
 # the flags of the Hessian-free recursion that key its results; certified noise adds its own
 PROPOSED_FLAGS = ("retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
                   "hf_variant", "hf_curvature", "hf_damping")
 NOISE_FLAGS = ("epsilon", "delta", "std", "rho", "noise_seed")
 SECOND_ORDER_FLAGS = ("damping_factor", "hessian_solver")
+# certified removal: what sets b (and the optimum's tolerance); the release adds its removal step
+CR_NOISE_FLAGS = ("epsilon", "delta", "std", "cr_budget", "cr_tol")
+CR_FLAGS = ("removal", "repair") + CR_NOISE_FLAGS
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ METHOD_TABLE = (
     Method("NegGrad", "main_neggrad.py", ("neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"), FIRST_ORDER),
     # the noise floor of the distance: a perturbed (or float64, or other-thread-count) retrain
     Method("Floor", "main_eva.py", ("retrain_norm", "floor"), FLOOR, audited=False),
+    # certified removal (Guo et al. 2020): the release after the requests, and the model it is
+    # certified against, the exact optimum of the perturbed loss without U (same b)
+    Method("CR", "main_CR.py", CR_FLAGS, CERTIFIED),
+    Method("CR_Retrain", "main_CR.py", CR_NOISE_FLAGS, CERTIFIED),
 )
 
 

@@ -88,6 +88,17 @@ def build_parser():
     g("--noise_seeds", type=int, default=1, help="K noise draws of the certified release (main_proposed.py saves draws 0..K-1)")
     g("--noise_seed", type=int, default=0, help="which noise draw (0..K-1) of the certified release a script reads or reports")
 
+    g = p.add_argument_group("certified removal", "main_CR.py (Guo et al. 2020): sigma_b from --std, or from "
+                             "--epsilon, --delta and --cr_budget").add_argument
+    g("--removal", choices=["newton", "hf"], default="newton",
+      help="removal step: 'newton' (Hessian of the remaining data, dense solve) or 'hf' (w + a_u from the bank)")
+    g("--repair", type=int, default=0, help="gradient steps on D \\ U after each removal step (each one pass)")
+    g("--cr_budget", type=float, default=0.0,
+      help="declared removal budget B: the sum of exact gradient residuals the noise certifies; "
+           "sigma_b = c(delta) B / epsilon (0: take sigma_b from --std)")
+    g("--cr_tol", type=float, default=1e-6, help="gradient-norm tolerance of the exact optimum (training and retrains)")
+    g("--unit_norm", action="store_true", help="scale every input to unit L2 norm (every method of these flags)")
+
     g = p.add_argument_group("baselines", "main_NU.py, main_IJ.py, main_finetune.py, main_neggrad.py").add_argument
     g("--damping_factor", type=float, default=1e-2, help="damping kappa added to the Hessian (NU, IJ)")
     g("--hessian_solver", choices=["auto", "cholesky", "lu"], default="auto",
@@ -273,6 +284,27 @@ def check_schedule_fits(args):
                            "lower --epochs (or raise --batch_size)")
 
 
+def check_cr(args):
+    """main_CR.py's flags (InputError naming the flag): the softmax logistic model, the paper's
+    retrain normaliser and recursion, and exactly one of --std and --cr_budget."""
+    if args.model != "logistic":
+        raise InputError(f"--model: certified removal needs the convex logistic model, got {args.model}")
+    if args.retrain_norm != "batch":
+        raise InputError("--retrain_norm: certified removal's objective keeps the regulariser of the n trained "
+                         "samples (normaliser |B_t|); use --retrain_norm batch")
+    if (args.hf_variant, args.hf_curvature, args.hf_damping) != ("paper", "hessian", 0.0):
+        raise InputError("--hf_variant/--hf_curvature/--hf_damping: certified removal's hf step uses the "
+                         "paper's recursion; drop these flags")
+    if (args.std > 0) == (args.cr_budget > 0):
+        raise InputError("--cr_budget / --std: give exactly one: the declared removal budget "
+                         "(sigma_b = c(delta) B / epsilon) or sigma_b itself")
+    if not 0 < args.cr_tol < 1:
+        raise InputError(f"--cr_tol: must be in (0, 1), got {args.cr_tol}")
+    if args.repair > 10000:
+        raise InputError(f"--repair: {args.repair} passes over the data is beyond any use; at most 10000")
+    return args
+
+
 def validate(args):
     """Check every value; raise InputError naming the flag. Fills derived fields:
     forget_list and hf_candidate_list (sorted ints, or None)."""
@@ -326,6 +358,8 @@ def validate(args):
         raise InputError(f"--hf_variant: unknown part {unknown[0]!r} of {args.hf_variant!r}; use "
                          f"{', '.join(HF_VARIANTS)}, quirks joined by '+'")
     args.hf_variant = combine_variants(args.hf_variant.split("+"), f"--hf_variant {args.hf_variant!r}")
+    if args.repair < 0 or args.cr_budget < 0:
+        raise InputError("--repair and --cr_budget must be non-negative")
     if args.rho is not None and not args.rho > 0:
         raise InputError(f"--rho: must be positive, got {args.rho}")
     check_pretrained(args)

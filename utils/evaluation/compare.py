@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from utils.common import artifacts, keys
+from utils.common import artifacts, keys, methods
 from utils.common.experiment import METHOD_FLAGS, command_line
 from utils.common.errors import InputError
 from utils.training.finite import distance
@@ -115,6 +115,13 @@ def proposed_models(exp):
     return dict(models, **noised)
 
 
+def certified(name):
+    """A certified-removal row: its models optimise another objective (the perturbed loss), so
+    removed / alignment against Original and Retrain do not apply."""
+    row = methods.BY_NAME.get(name)
+    return row is not None and row.kind == methods.CERTIFIED
+
+
 def update_metrics(w, w_T, w_retrain, d_original):
     """removed = 1 - ||w - w_R|| / ||w_T - w_R||, the fraction of Original's distance a method
     takes away, and alignment = cos(w - w_T, w_R - w_T), whether it moves toward Retrain at all
@@ -147,11 +154,16 @@ def compare(exp):
     rows = {}
     for name, (w, record) in models.items():
         m = dict(record.get("metrics", {}), **exp.metrics(w))
-        row = {"distance": distance(w, w_retrain, f"the distance of {name} to Retrain",
+        # a method certified against its own reference (CR: CR_Retrain) is measured against it
+        reference = m.get("reference")
+        target = models[reference][0] if reference in models else w_retrain
+        row = {"distance": distance(w, target, f"the distance of {name} to {reference or 'Retrain'}",
                                     f"delete {exp.forget_dir} and rerun the methods")}
+        if reference:
+            row["reference"] = reference
         row.update({k: _clean(m.get(k)) for k in ACCURACIES + ["precompute_s", "unlearn_s", "storage_bytes"]})
         row.update(update_metrics(w, w_T, w_retrain, d_original) if name not in ("Original", "Retrain")
-                   else {"removed": None, "alignment": None})
+                   and not certified(name) else {"removed": None, "alignment": None})
         threads = record.get("provenance", {}).get("threads")
         if isinstance(threads, int):
             row["threads"] = threads

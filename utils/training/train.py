@@ -4,6 +4,9 @@
     g_t     = (1/N_t) sum_{i in B_t, i kept} grad CE_i(w_t) + lambda * w_t
     w_{t+1} = w_t - eta_t * clip_c(g_t),     clip_c(g) = g * min(1, c / ||g||)
 
+An optional fixed vector ``linear`` (``SGDConfig.linear``) is added to g_t before clipping: the
+gradient of a linear term, e.g. certified removal's b^T w / n (``utils.baselines.certified_removal``).
+
 N_t = |B_t| for training and the paper's retrain; N_t = |B_t \\ U| for the authors'
 mean-normalised retrain, where an emptied batch contributes no data term. An optional
 per-sample weight v_i multiplies CE_i in the data term (samples of weight 0 are dropped,
@@ -11,7 +14,7 @@ so v = 1 off U and 0 on U is exactly the retrain); the linearity diagnostic uses
 v_u = 1 - s on U.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -31,11 +34,13 @@ def clip_by_norm(g, c):
 class SGDConfig:
     """The training run's step sizes, clipping and regularisation, built once from the
     flags (``--lr --lr_decay --clip --regularization``) and passed whole:
-    eta_t = lr * lr_decay^t, clip c, L2 weight lambda."""
+    eta_t = lr * lr_decay^t, clip c, L2 weight lambda; ``linear``: an optional fixed vector
+    added to every g_t (None, the default, adds nothing)."""
     lr: float
     lr_decay: float
     clip: float
     lam: float
+    linear: Optional[torch.Tensor] = field(default=None, compare=False)
 
     @classmethod
     def from_args(cls, args):
@@ -131,6 +136,8 @@ def sgd(fm, w0, X, y, schedule, cfg, keep=None, norm="batch",
     for t, batch in enumerate(tqdm(schedule, desc=desc, disable=not progress, leave=False)):
         eta = cfg.step_size(t)
         g = batch_gradient(fm, w, X, y, batch, cfg.lam, term)
+        if cfg.linear is not None:
+            g = g + cfg.linear
         gnorm = float(torch.linalg.vector_norm(g))
         if not math.isfinite(gnorm):
             raise InputError(f"{desc}: the gradient went non-finite at step {t + 1} of {T} "
