@@ -65,6 +65,9 @@ def build_parser():
     g("--hf_curvature", choices=["hessian", "ggn"], default="hessian",
       help="curvature in J_t: the mini-batch loss Hessian (paper) or the generalised Gauss-Newton matrix")
     g("--hf_damping", type=float, default=0.0, help="kappa >= 0: the recursion contracts with I - eta_t (J_t + kappa I)")
+    g("--hf_order", type=int, default=1,
+      help="1: the paper's first-order update a_u; 2: adds the second Taylor term q_u (bank: per sample, "
+           "cross terms left out; replay --batch_unlearn: the set's full second-order term)")
     g("--proposed_rows", default=None,
       help="main_eva.py: comma-separated Proposed variants to show as rows, each a '+'-joined label "
            "(e.g. 'paper,authors,ggn+kappa=0.1'; default: the one these flags select)")
@@ -117,13 +120,26 @@ def build_parser():
     return p
 
 
+def check_hf_order(args):
+    """InputError for a --hf_order other than 1 or 2, or order 2 with a recursion that is not
+    the paper's (no derivative of w_T, so no second derivative to add)."""
+    if args.hf_order not in (1, 2):
+        raise InputError(f"--hf_order: must be 1 (the paper's first-order update) or 2 (with the second "
+                         f"Taylor term), got {args.hf_order}")
+    if args.hf_order == 2 and (args.hf_variant != "paper" or args.hf_curvature != "hessian" or args.hf_damping):
+        raise InputError("--hf_order 2 is derived for the paper's recursion only (the second derivative of "
+                         "w_T): drop --hf_variant, --hf_curvature and --hf_damping")
+
+
 def parse_hf_label(text):
     """'authors+ggn+kappa=0.1' -> {'hf_variant': 'authors', 'hf_curvature': 'ggn', 'hf_damping': 0.1}
     (the flags a Proposed row label stands for; 'paper' alone is the default recursion);
     InputError naming --proposed_rows on anything else."""
-    out = {"hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0}
+    out = {"hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0, "hf_order": 1}
     for token in text.split("+"):
-        if token in HF_VARIANTS:
+        if token in ("order1", "order2"):
+            out["hf_order"] = int(token[-1])
+        elif token in HF_VARIANTS:
             out["hf_variant"] = token
         elif token in ("hessian", "ggn"):
             out["hf_curvature"] = token
@@ -136,7 +152,7 @@ def parse_hf_label(text):
                 raise InputError(f"--proposed_rows: {token!r} needs a non-negative number")
         else:
             raise InputError(f"--proposed_rows: unknown part {token!r} of {text!r}; use variants "
-                             f"({', '.join(HF_VARIANTS)}), 'hessian' or 'ggn', and 'kappa=<number>', joined by '+'")
+                             f"({', '.join(HF_VARIANTS)}), 'hessian' or 'ggn', 'kappa=<number>' and 'order2', joined by '+'")
     return out
 
 
@@ -259,6 +275,7 @@ def validate(args):
         raise InputError(f"--delta: must be in (0, 1), got {args.delta}")
     if args.regularization < 0 or args.damping_factor < 0 or args.std < 0 or args.hf_damping < 0:
         raise InputError("--regularization, --damping_factor, --hf_damping and --std must be non-negative")
+    check_hf_order(args)
     if not 0 < args.test_train_rate <= 1:
         raise InputError(f"--test_train_rate: must be in (0, 1], got {args.test_train_rate}")
     if int(args.test_train_rate * args.num_dataset) < 1:
