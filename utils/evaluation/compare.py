@@ -73,7 +73,8 @@ def proposed_models(exp):
         hf = HFConfig.from_flags(flags)
         variant = exp.with_flags(**flags)
         extra = [] if hf.is_paper else ["--hf_variant", hf.variant, "--hf_curvature", hf.curvature,
-                                        "--hf_damping", f"{hf.damping:g}"]
+                                        "--hf_damping", f"{hf.damping:g}"] + \
+            (["--hf_order", str(hf.order)] if hf.order != 1 else [])
         out[hf.row_name] = variant.load_method(
             "Proposed", command=command_line("main_proposed.py", drop=("--proposed_rows",)) + " ".join([""] + extra))
     return out

@@ -170,17 +170,20 @@ def second_order_step(op, products, A, Q, r, sel, eta, norm, cfg):
     KA = op.hvp_reg(A)                                          # (H_B + lambda I) a
     rows = r[sel]
     V = products.third(A).mul_(-0.5)
-    gp = KA.clone()
+    gp = KA.clone() if op.clipping else None                   # D^2 clip_c = 0 while inactive
     if len(rows):
         G = injection(op.per_sample_grads(), norm)[sel]
-        gp.index_add_(0, rows, G, alpha=-1.0)
+        if gp is not None:
+            gp.index_add_(0, rows, G, alpha=-1.0)
         HA = products.sample_hvp(sel.nonzero().squeeze(1), A[rows])
         if norm == "mean" and b > 1:
             M = (HA - (KA[rows] - cfg.lam * A[rows])) / (b - 1)
         else:
             M = HA / b
         V.index_add_(0, rows, M)
-    V = op.clip_apply(V).sub_(clip_second(op, gp, cfg.clip), alpha=0.5)
+    V = op.clip_apply(V)
+    if gp is not None:
+        V.sub_(clip_second(op, gp, cfg.clip), alpha=0.5)
     op.contract_(Q, eta)
     Q.add_(V, alpha=eta)
     A.sub_(op.clip_apply(KA), alpha=eta)
