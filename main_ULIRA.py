@@ -31,6 +31,9 @@ COLUMNS = ["method", "auc", "auc_sd", "tpr_at_1fpr", "tpr_at_0.1fpr", "pairs", "
 
 def main(args):
     check_shadow_count(args.n_shadows)
+    if args.hf_order != 1:
+        raise InputError("--hf_order 2 is not supported by U-LiRA (its shadows unlearn with the first-order "
+                         "update); drop --hf_order")
     exp = Experiment(args)
     m, K = len(exp.U), args.n_shadows
     if m < 1:

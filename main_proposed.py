@@ -91,13 +91,13 @@ def check_outputs(exp, world):
         directory = bank_dir(exp, cand_key)
         if not complete(directory):
             directories.append(directory)
-            elt = DTYPES[method.bank_dtype].itemsize
+            elt = DTYPES[method.bank_dtype].itemsize * method.hf.order      # order 2 stores q_u beside a_u
             lo, hi = max((shard_bounds(len(rows), r, world) for r in range(world)), key=lambda b: b[1] - b[0])
             sizes[os.path.join(directory, shard_name(lo, hi))] = (hi - lo) * d * elt + 4096
             # the recursion's rows in float32, their reordered copy, and the stored copy
             resources.check_memory(
                 f"the approximator bank ({hi - lo:,} rows x d={d:,} per process)",
-                (hi - lo) * d * (2 * exp.w0.element_size() + elt),
+                (hi - lo) * d * (2 * method.hf.order * exp.w0.element_size() + elt),
                 "declare fewer candidates with --hf_candidates (e.g. forget), use --hf_mode replay, "
                 "or a smaller --bank_dtype")
     exp.check_writable(directories, sizes)

@@ -8,7 +8,11 @@ on the same recorded steps:
 
 * ours: ``utils.curvature.hvp`` block update of all n approximators per step (the project's engine);
 * naive: the authors' kind — per step, one autograd Hessian-vector product per sample
-  (double backward through the batch gradient, a Python loop over the n samples).
+  (double backward through the batch gradient, a Python loop over the n samples);
+* order 2 (``--hf_order 2``): the same block update plus the second-order rows q_u
+  (``utils.proposed.hf.second_order_step``: one more Hessian-vector product and one
+  third-derivative product per row), timed on its own prefix of steps; its rows give the
+  ratio to order 1 and to the naive (order-1) loop.
 
 Both run on a prefix of steps and are extrapolated to all T steps (ours runs in full for
 the logistic model). FLOPs of ours are counted with ``torch.utils.flop_counter``; the floor
@@ -30,8 +34,9 @@ os.environ.setdefault("HFU_OFFLINE", "1")
 from utils.common.experiment import Experiment  # noqa: E402
 from utils.training.functional import data_loss  # noqa: E402
 from utils.proposed.bank import Bank  # noqa: E402
-from utils.proposed.hf import injection  # noqa: E402
-from utils.curvature.hvp import Step, clip_factors, step_jacobian  # noqa: E402
+from utils.proposed.hf import injection, second_order_step  # noqa: E402
+from utils.curvature.hvp import Step, choose_engine, clip_factors, step_jacobian  # noqa: E402
+from utils.curvature.third import second_order_products  # noqa: E402
 from utils.common.errors import fail  # noqa: E402
 from utils.common.options import parse_args  # noqa: E402
 from utils.common.report import finish, table  # noqa: E402
@@ -98,6 +103,16 @@ def ours_step(exp, A, w, batch, eta, g):
     return op
 
 
+def ours2_step(exp, A, Q, w, batch, eta, g):
+    """One step of the order-2 recursion on all rows of A and Q (internal layout)."""
+    cfg = exp.sgd_config
+    step = Step(exp.fm, w, exp.X[batch], exp.y[batch], cfg.lam, g, cfg.clip, exp.unlearn.mem_budget_mb)
+    op = step_jacobian(step)
+    sel = torch.ones(len(batch), dtype=torch.bool, device=batch.device)
+    second_order_step(op, second_order_products(step, op, choose_engine(exp.fm)), A, Q, batch, sel, eta, "batch", cfg)
+    return op
+
+
 def naive_step(exp, vectors, w, batch, eta, g):
     """The authors' kind: a Python loop of autograd HVPs, one per sample."""
     a = exp.args
@@ -121,11 +136,12 @@ def naive_step(exp, vectors, w, batch, eta, g):
         vectors[u] = v.detach()
 
 
-def bench_setting(name, naive_steps, ours_steps, rate, log_dir, gpu):
+def bench_setting(name, naive_steps, ours_steps, rate, log_dir, gpu, order2_steps):
     exp = Experiment(parse_args(SETTINGS[name] + COMMON + ["--log_dir", log_dir, "--gpu", gpu]))
     T, n, d, dev = len(exp.schedule), exp.n, exp.fm.d, exp.device
     ours_steps = min(ours_steps or T, T)
-    traj = record(exp, max(naive_steps, ours_steps))
+    order2_steps = min(order2_steps or T, T)
+    traj = record(exp, max(naive_steps, ours_steps, order2_steps))
     A = torch.zeros(n, d, device=dev)
     ours_step(exp, A.clone(), *traj[0])                      # warm-up (allocator, kernels)
     start = clock(dev)
@@ -144,12 +160,21 @@ def bench_setting(name, naive_steps, ours_steps, rate, log_dir, gpu):
         op = ours_step(exp, check, *step)
     agree = float((op.from_internal(check) - torch.stack(vectors)).norm() / check.norm())
     floor = flops_per_step * T / rate
+    A2, Q2 = torch.zeros(n, d, device=dev), torch.zeros(n, d, device=dev)
+    ours2_step(exp, A2.clone(), Q2.clone(), *traj[0])          # warm-up
+    start = clock(dev)
+    for w, batch, eta, g in traj[:order2_steps]:
+        ours2_step(exp, A2, Q2, w, batch, eta, g)
+    order2_per_step = (clock(dev) - start) / order2_steps
     return {"T": T, "n": n, "d": d, "engine": type(op).__name__,
             "ours_s_per_step": ours_per_step, "naive_s_per_step": naive_per_step,
             "ours_s": ours_per_step * T, "naive_s": naive_per_step * T,
             "ratio": naive_per_step / ours_per_step, "flops": flops_per_step * T,
             "flop_floor_s": floor, "ours_over_floor": ours_per_step * T / floor,
             "ours_steps_measured": ours_steps, "naive_steps_measured": naive_steps,
+            "order2_s_per_step": order2_per_step, "order2_s": order2_per_step * T,
+            "order2_over_order1": order2_per_step / ours_per_step, "naive_over_order2": naive_per_step / order2_per_step,
+            "order2_steps_measured": order2_steps,
             "relative_difference_ours_vs_naive": agree}
 
 
@@ -167,6 +192,8 @@ def main():
     p.add_argument("--naive_steps", type=int, default=3, help="steps of the naive loop (extrapolated)")
     p.add_argument("--logistic_steps", type=int, default=0, help="steps of ours for logistic (0 = all)")
     p.add_argument("--cnn_steps", type=int, default=4, help="steps of ours for cnn (extrapolated)")
+    p.add_argument("--order2_logistic_steps", type=int, default=0, help="steps of order 2 for logistic (0 = all)")
+    p.add_argument("--order2_cnn_steps", type=int, default=2, help="steps of order 2 for cnn (extrapolated)")
     p.add_argument("--settings", default="logistic,cnn", help="comma-separated subset of logistic,cnn")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = p.parse_args()
@@ -184,14 +211,19 @@ def main():
     with tempfile.TemporaryDirectory() as log_dir:
         for name in args.settings.split(","):
             steps = args.logistic_steps if name == "logistic" else args.cnn_steps
+            order2 = args.order2_logistic_steps if name == "logistic" else args.order2_cnn_steps
             out[name] = bench_setting(name, args.naive_steps, steps, rate, log_dir,
-                                      "0" if device.type == "cuda" else "-1")
+                                      "0" if device.type == "cuda" else "-1", order2)
     out["online_50_deletions_s"] = online_deletions()
     rows = [dict(setting=k, steps=v["T"], d=v["d"], ours_step_ms=1e3 * v["ours_s_per_step"],
                  naive_step_ms=1e3 * v["naive_s_per_step"], ours_s=v["ours_s"], naive_s=v["naive_s"],
                  ratio=v["ratio"], floor_s=v["flop_floor_s"], ours_over_floor=v["ours_over_floor"])
             for k, v in out.items() if isinstance(v, dict)]
-    text = table(rows, list(rows[0])) + (
+    rows2 = [dict(setting=f"{k}, order 2", steps=v["T"], d=v["d"], order2_step_ms=1e3 * v["order2_s_per_step"],
+                  order2_s=v["order2_s"], order2_over_order1=v["order2_over_order1"],
+                  naive_over_order2=v["naive_over_order2"], measured_steps=v["order2_steps_measured"])
+             for k, v in out.items() if isinstance(v, dict)]
+    text = table(rows, list(rows[0])) + "\n" + table(rows2, list(rows2[0])) + (
         f"\n{out['device']}: matmul rate {rate / 1e9:.1f} GFLOP/s on {out['threads']} threads (load average "
         f"{out['load_average_1min']:.2f}); naive measured on {args.naive_steps} steps, "
         + ", ".join(f"{k} ours on {v['ours_steps_measured']} of {v['T']} steps" for k, v in out.items()

@@ -309,7 +309,7 @@ def test_joined_variant_labels_compose_their_quirks(label, variant, curvature):
     from utils.common.options import parse_hf_label
     from utils.proposed.hfconfig import QUIRKS, HFConfig
     flags = parse_hf_label(label)
-    assert flags == {"hf_variant": variant, "hf_curvature": curvature, "hf_damping": 0.0}
+    assert flags == {"hf_variant": variant, "hf_curvature": curvature, "hf_damping": 0.0, "hf_order": 1}
     wanted = {q for part in label.split("+") for q in ({"authors": QUIRKS}.get(part, (part,))) if q in QUIRKS}
     assert {q for q in QUIRKS if HFConfig.from_flags(flags).has(q)} == wanted
     assert HFConfig.from_flags(parse_hf_label(HFConfig.from_flags(flags).label)) == HFConfig.from_flags(flags)
@@ -322,6 +322,8 @@ def test_joined_variant_labels_compose_their_quirks(label, variant, curvature):
     ("sample_clip+paper", "'paper' (the paper's recursion, no quirk) contradicts 'sample_clip'"),
     ("ggn+hessian", "names two curvatures, 'ggn' and 'hessian'"),
     ("kappa=0.1+authors+kappa=0.2", "names two dampings, 'kappa=0.1' and 'kappa=0.2'"),
+    ("order2+order1", "names two orders, 'order2' and 'order1'"),
+    ("authors+order2", "order2 is derived for the paper's recursion only"),
     ("authors,inject_first+uncorrected+sample_clip", "'authors' and 'inject_first+uncorrected+sample_clip' "
                                                      "name the same variant"),
 ])

@@ -113,7 +113,8 @@ def test_quirks_change_the_result_and_uncorrected_is_void_under_batch_norm():
 
 
 def test_labels_round_trip_and_bad_labels_are_refused():
-    for hf in [HFConfig(), HFConfig("authors"), HFConfig("paper", "ggn", 0.1), HFConfig("inject_first", "ggn", 1.0)]:
+    for hf in [HFConfig(), HFConfig("authors"), HFConfig("paper", "ggn", 0.1), HFConfig("inject_first", "ggn", 1.0),
+               HFConfig(order=2)]:
         assert HFConfig.from_flags(parse_hf_label(hf.label)) == hf
     assert HFConfig().row_name == "Proposed" and HFConfig("authors").row_name == "Proposed[authors]"
     for bad in ["author", "ggn+kappa=-1", "kappa=x", ""]:

@@ -29,7 +29,7 @@ FAMILIES = {
     # <forget dir>/<Method>-<key>.pt/.json: one family per row of the method table
     **{m.name: list(m.flags) for m in methods.METHOD_TABLE},
     # <train dir>/cache/<kind>-<key>
-    "hfbank": ["retrain_norm", "bank_dtype", "hf_variant", "hf_curvature", "hf_damping"],
+    "hfbank": ["retrain_norm", "bank_dtype", "hf_variant", "hf_curvature", "hf_damping", "hf_order"],
     "hessian": [],
     # certified removal's trained model: b, the SGD run with b / n, its exact optimum
     "cr-original": list(methods.CR_NOISE_FLAGS),
@@ -50,6 +50,9 @@ DERIVED = {
     "train": {"data": ["data_dir"], "device": ["gpu"], "init": ["pretrained", "model", "seed"]},
     "forget": {"U": ["num_forget", "forget_indices", "seed"], "test": ["data_dir", "test_train_rate"]},
     "hfbank": {"candidates": ["hf_candidates"]},
+    # the order of the Taylor update (``METHOD_INPUTS``), hashed only when it is not 1
+    "Proposed": {"hf_order": ["hf_order"]},
+    "Proposed_noise": {"hf_order": ["hf_order"]},
     "lira-shadows": {"pool": ["n_nonmembers", "data_dir"]},
     "ulira-shadows": {"U": ["num_forget", "forget_indices", "seed"]},
     "ulira-proposed": {"U": ["num_forget", "forget_indices", "seed"]},
@@ -85,6 +88,7 @@ FLAGS = {
     "hf_variant": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "hf_curvature": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "hf_damping": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
+    "hf_order": keys("Proposed", "Proposed_noise", "hfbank"),
     "proposed_rows": keys("eva"),
     "epsilon": keys("Proposed_noise", "CR", "CR_Retrain", "cr-original"),
     "delta": keys("Proposed_noise", "CR", "CR_Retrain", "cr-original"),
@@ -119,7 +123,16 @@ FLAGS = {
 # Flags added after files keyed without them existed: at these values they are left out of
 # every key, so those files (computed with exactly these values) stay valid.
 KEYED_WHEN_CHANGED = {"unit_norm": False, "hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0,
-                      "proposed_rows": None}
+                      "hf_order": 1, "proposed_rows": None}
+
+# a method's key inputs beyond its table flags (DERIVED[method]), read by ``method_inputs``
+METHOD_INPUTS = {"Proposed": ["hf_order"], "Proposed_noise": ["hf_order"]}
+
+
+def method_inputs(method, args):
+    """{flag: value} of METHOD_INPUTS[method] that enter the method's key (not at their
+    KEYED_WHEN_CHANGED value)."""
+    return keyed(METHOD_INPUTS.get(method, []), args)
 
 
 def keyed(flags, args):

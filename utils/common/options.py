@@ -75,6 +75,9 @@ def build_parser():
     g("--hf_curvature", choices=["hessian", "ggn"], default="hessian",
       help="curvature in J_t: the mini-batch loss Hessian (paper) or the generalised Gauss-Newton matrix")
     g("--hf_damping", type=float, default=0.0, help="kappa >= 0: the recursion contracts with I - eta_t (J_t + kappa I)")
+    g("--hf_order", type=int, default=1,
+      help="1: the paper's first-order update a_u; 2: adds the second Taylor term q_u (bank: per sample, "
+           "cross terms left out; replay --batch_unlearn: the set's full second-order term)")
     g("--proposed_rows", default=None,
       help="main_eva.py: comma-separated Proposed variants to show as rows, each a '+'-joined label "
            "(e.g. 'paper,authors,ggn+kappa=0.1'; default: the one these flags select)")
@@ -138,6 +141,17 @@ def build_parser():
     return p
 
 
+def check_hf_order(args):
+    """InputError for a --hf_order other than 1 or 2, or order 2 with a recursion that is not
+    the paper's (no derivative of w_T, so no second derivative to add)."""
+    if args.hf_order not in (1, 2):
+        raise InputError(f"--hf_order: must be 1 (the paper's first-order update) or 2 (with the second "
+                         f"Taylor term), got {args.hf_order}")
+    if args.hf_order == 2 and (args.hf_variant != "paper" or args.hf_curvature != "hessian" or args.hf_damping):
+        raise InputError("--hf_order 2 is derived for the paper's recursion only (the second derivative of "
+                         "w_T): drop --hf_variant, --hf_curvature and --hf_damping")
+
+
 def combine_variants(parts, where):
     """The one variant name (``hfconfig.variant_name``) of '+'-joined variant ``parts`` (each
     one of HF_VARIANTS): their quirks together, 'authors' + a quirk being 'authors'. InputError
@@ -156,10 +170,12 @@ def parse_hf_label(text, where="--proposed_rows"):
     parts compose (``combine_variants``: 'inject_first+sample_clip+uncorrected' is 'authors');
     a part repeated with the same meaning is harmless. InputError starting with ``where`` (the
     flag or variable the label came from) on an unknown part or a contradiction: 'paper' with a
-    quirk, two curvatures, two dampings."""
-    variants, curvatures, dampings = [], [], []
+    quirk, two curvatures, two dampings, two orders ('order1', 'order2')."""
+    variants, curvatures, dampings, orders = [], [], [], []
     for token in text.split("+"):
-        if token in HF_VARIANTS:
+        if token in ("order1", "order2"):
+            orders.append(int(token[-1]))
+        elif token in HF_VARIANTS:
             variants.append(token)
         elif token in ("hessian", "ggn"):
             curvatures.append(token)
@@ -173,14 +189,21 @@ def parse_hf_label(text, where="--proposed_rows"):
             dampings.append(value)
         else:
             raise InputError(f"{where}: unknown part {token!r} of {text!r}; use variants "
-                             f"({', '.join(HF_VARIANTS)}), 'hessian' or 'ggn', and 'kappa=<number>', joined by '+'")
-    for what, values in [("curvatures", curvatures), ("dampings", [f"kappa={v:g}" for v in dampings])]:
+                             f"({', '.join(HF_VARIANTS)}), 'hessian' or 'ggn', 'kappa=<number>' and 'order2', joined by '+'")
+    for what, values in [("curvatures", curvatures), ("dampings", [f"kappa={v:g}" for v in dampings]),
+                         ("orders", [f"order{k}" for k in orders])]:
         if len(set(values)) > 1:
             raise InputError(f"{where}: {text!r} names two {what}, {values[0]!r} and "
                              f"{next(v for v in values if v != values[0])!r}; a label means one variant")
-    return {"hf_variant": combine_variants(variants, f"{where}: {text!r}"),
-            "hf_curvature": curvatures[0] if curvatures else "hessian",
-            "hf_damping": dampings[0] if dampings else 0.0}
+    flags = {"hf_variant": combine_variants(variants, f"{where}: {text!r}"),
+             "hf_curvature": curvatures[0] if curvatures else "hessian",
+             "hf_damping": dampings[0] if dampings else 0.0,
+             "hf_order": orders[0] if orders else 1}
+    if flags["hf_order"] == 2 and (flags["hf_variant"] != "paper" or flags["hf_curvature"] != "hessian"
+                                   or flags["hf_damping"]):
+        raise InputError(f"{where}: {text!r}: order2 is derived for the paper's recursion only; "
+                         f"drop the variant, 'ggn' and 'kappa=' from this label")
+    return flags
 
 
 def parse_hf_labels(labels, where="--proposed_rows", example="'paper,authors'"):
@@ -195,7 +218,7 @@ def parse_hf_labels(labels, where="--proposed_rows", example="'paper,authors'"):
         if key in seen:
             raise InputError(f"{where}: {seen[key]!r} and {label!r} name the same variant; list it once")
         seen[key] = label
-    return [dict(zip(("hf_variant", "hf_curvature", "hf_damping"), key)) for key in seen]
+    return [dict(zip(("hf_variant", "hf_curvature", "hf_damping", "hf_order"), key)) for key in seen]
 
 
 def parse_indices(flag, text):
@@ -358,6 +381,7 @@ def validate(args):
         raise InputError(f"--hf_variant: unknown part {unknown[0]!r} of {args.hf_variant!r}; use "
                          f"{', '.join(HF_VARIANTS)}, quirks joined by '+'")
     args.hf_variant = combine_variants(args.hf_variant.split("+"), f"--hf_variant {args.hf_variant!r}")
+    check_hf_order(args)
     if args.repair < 0 or args.cr_budget < 0:
         raise InputError("--repair and --cr_budget must be non-negative")
     if args.rho is not None and not args.rho > 0:

@@ -72,8 +72,9 @@ def _variant_command(hf):
     """The user's command as main_proposed.py for variant ``hf`` (its own variant flags)."""
     extra = [] if hf.is_paper else ["--hf_variant", hf.variant, "--hf_curvature", hf.curvature,
                                     "--hf_damping", f"{hf.damping:g}"]
-    return " ".join([command_line("main_proposed.py", drop=("--proposed_rows", "--hf_variant", "--hf_curvature",
-                                                             "--hf_damping"))] + extra)
+    extra += ["--hf_order", str(hf.order)] if hf.order != 1 else []
+    return command_line("main_proposed.py", drop=("--proposed_rows", "--hf_variant", "--hf_curvature",
+                                                  "--hf_damping", "--hf_order"), extra=extra)
 
 
 def require_proposed(exp):

@@ -3,7 +3,8 @@
 On disk a bank is a directory keyed by its configuration::
 
     hfbank-<key>/
-        shard-<start>-<stop>.pt   rows start..stop-1 of the candidate list: {"A", "rows"}
+        shard-<start>-<stop>.pt   rows start..stop-1 of the candidate list: {"A", "rows"}, and
+                                  "Q" (the second-order rows q_u) in an --hf_order 2 bank
         index.pt                  {"rows": candidate sample ids, "rho_t": per-step rho}
         manifest.json             configuration, coverage (rows, dtype, candidates), shards,
                                   format_version, provenance
@@ -14,7 +15,8 @@ and, last, the manifest, so a bank is complete exactly when its manifest exists.
 deletion request reads only the shards that hold its rows, each verified against its
 SHA-256 record first; a bad file names the bank directory as the artefact to delete.
 
-Unlearning with a bank: w <- w + a_u per request (online) or w + sum_{u in U} a_u (batch).
+Unlearning with a bank: w <- w + a_u per request (online) or w + sum_{u in U} a_u (batch);
+an order-2 bank (manifest "order": 2) releases a_u + q_u per request.
 """
 import math
 import os
@@ -125,12 +127,14 @@ class ShardedBank(Bank):
         start = time.perf_counter()
         rows = self.vectors(U)
         loaded = {}
+        second = self.manifest.get("order", 1) == 2
         for r in rows:
             s = self._shard(r)
             if s["file"] not in loaded:
-                loaded[s["file"]] = artifacts.load_tensors(
-                    os.path.join(self.directory, s["file"]), remedy=remedy(self.directory),
-                    expect={"A": (s["stop"] - s["start"], self.manifest["d"])})["A"]
+                shape = (s["stop"] - s["start"], self.manifest["d"])
+                got = artifacts.load_tensors(os.path.join(self.directory, s["file"]), remedy=remedy(self.directory),
+                                             expect=dict(A=shape, **({"Q": shape} if second else {})))
+                loaded[s["file"]] = got["A"] + got["Q"] if second else got["A"]
         d = self.manifest["d"]
         block = torch.empty(len(rows), d, dtype=next(iter(loaded.values())).dtype) if rows else \
             torch.empty(0, d)
@@ -166,16 +170,17 @@ def shard_name(start, stop):
     return f"shard-{start}-{stop}.pt"
 
 
-def write_shard(directory, start, stop, A, rows):
-    """Atomically save rows start..stop-1 (their vectors and sample ids)."""
+def write_shard(directory, start, stop, A, rows, Q=None):
+    """Atomically save rows start..stop-1 (their vectors, the second-order rows Q when given,
+    and sample ids)."""
     path = os.path.join(directory, shard_name(start, stop))
-    artifacts.save_tensors(path, {"A": A, "rows": rows})
+    artifacts.save_tensors(path, {"A": A, "rows": rows, **({"Q": Q} if Q is not None else {})})
     return path
 
 
 def write_index(directory, rows, rho_t, manifest, bounds, dtype):
     """Index and manifest (written last: the bank is complete once it exists)."""
-    elt = torch.empty(0, dtype=dtype).element_size()
+    elt = torch.empty(0, dtype=dtype).element_size() * manifest.get("order", 1)
     shards = [{"file": shard_name(a, b), "start": a, "stop": b, "bytes": (b - a) * manifest["d"] * elt}
               for a, b in bounds if b > a]
     artifacts.save_tensors(os.path.join(directory, "index.pt"), {"rows": rows, "rho_t": rho_t})

@@ -30,6 +30,7 @@ from utils.proposed.bank import ShardedBank, complete, write_index, write_shard
 from utils.proposed.certify import PowerIteration
 from utils.proposed.distributed import Context, shard_bounds
 from utils.curvature.hvp import Step, choose_engine, step_jacobian
+from utils.curvature.third import clip_second, second_order_products
 from utils.common.errors import InputError
 from utils.training.finite import require_finite
 from utils.proposed.hfconfig import UnlearnConfig
@@ -82,7 +83,9 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
     with explicit d x d matrices (slow; the tests compare the two).
 
     Returns (w_T, A, rho_t): A[r] = a_{rows[r]} in parameter order, rho_t the per-step
-    power-iteration estimates of ||I - eta_t J_t||.
+    power-iteration estimates of ||I - eta_t J_t||. With ``method.hf.order`` 2, returns
+    (w_T, A, rho_t, Q), Q[r] = q_{rows[r]} = (1/2) d^2 w_T / ds^2 along e_{rows[r]} (summed=True:
+    along 1_rows, the set's full second-order term) by ``second_order_step``.
 
     summed=True returns A with one row, sum_{u in rows} a_u: the update is linear in a_u
     with the same operator for every u, so the sum obeys the same recursion with the
@@ -113,13 +116,22 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
 
     inject_first = hf.has("inject_first")
     remedy = divergence_remedy(cfg, hf)
+    Q = torch.zeros_like(A) if hf.order == 2 else None
 
     def on_step(t, w, batch, eta, g):
-        op = step_jacobian(Step(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, method.mem_budget_mb), engine,
-                           curvature=hf.curvature, damping=hf.damping)
+        step = Step(fm, w, X[batch], y[batch], cfg.lam, g, cfg.clip, method.mem_budget_mb)
+        op = step_jacobian(step, engine, curvature=hf.curvature, damping=hf.damping)
         state["op"] = op
         r = row_of[batch]
         sel = r >= 0
+        if Q is not None:
+            second_order_step(op, second_order_products(step, op, engine), A, Q, r, sel, eta, norm, cfg)
+            if len(A):
+                check_divergence(A, t, len(schedule), cfg.reach_bound(t + 1), None)
+                require_finite(Q, f"the second-order rows q_u at step {t + 1}", "lower --lr")
+            if power is not None:
+                power.step(op, eta)
+            return
         inject = bool(sel.any())
         if inject and inject_first:
             A.index_add_(0, r[sel], injected(op, w, sel, norm, hf, cfg), alpha=eta)
@@ -135,7 +147,50 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
     w_T = sgd(fm, w0, X, y, schedule, cfg, on_step=on_step,
               progress=progress, desc="Proposed precompute")
     A = state["op"].from_internal(A) if "op" in state else A
-    return w_T, A, torch.tensor(power.per_step if power else [], dtype=torch.float64)
+    rho_t = torch.tensor(power.per_step if power else [], dtype=torch.float64)
+    if Q is None:
+        return w_T, A, rho_t
+    return w_T, A, rho_t, state["op"].from_internal(Q) if "op" in state else Q
+
+
+def second_order_step(op, products, A, Q, r, sel, eta, norm, cfg):
+    """One step of the order-2 recursion (docs/method.md, "Second order"), in place, for the
+    rows a of A (a_t, before this step) and q of Q, ``r[sel]`` the rows of the batch samples
+    that own one (several may share a row: the set term):
+
+        g'      = (H_B + lambda I) a - sum_{u in B} inj_u(grad CE)
+        q      <- (I - eta J_t) q + eta C_t (sum_{u in B} inj_u(H a) - (1/2) D^3 L_B[a, a])
+                  - (eta/2) D^2 clip_c(g_t)[g', g']
+        a      <- (I - eta J_t) a + eta C_t sum_{u in B} inj_u(grad CE)
+
+    with inj_u(V) = (1/|B|) V_u ('batch') or (V_u - mean_{j in B, j != u} V_j)/|B| ('mean',
+    ``injection``) over the per-sample rows V_i: gradients, or Hessian-vector products
+    hess CE_i a. For 'mean', inj_u(H a) = (H_u a - H_B a)/(|B| - 1) (|B| > 1)."""
+    if not len(A):
+        return
+    b = len(sel)
+    KA = op.hvp_reg(A)                                          # (H_B + lambda I) a
+    rows = r[sel]
+    V = products.third(A).mul_(-0.5)
+    gp = KA.clone() if op.clipping else None                   # D^2 clip_c = 0 while inactive
+    if len(rows):
+        G = injection(op.per_sample_grads(), norm)[sel]
+        if gp is not None:
+            gp.index_add_(0, rows, G, alpha=-1.0)
+        HA = products.sample_hvp(sel.nonzero().squeeze(1), A[rows])
+        if norm == "mean" and b > 1:
+            M = (HA - (KA[rows] - cfg.lam * A[rows])) / (b - 1)
+        else:
+            M = HA / b
+        V.index_add_(0, rows, M)
+    V = op.clip_apply(V)
+    if gp is not None:
+        V.sub_(clip_second(op, gp, cfg.clip), alpha=0.5)
+    op.contract_(Q, eta)
+    Q.add_(V, alpha=eta)
+    A.sub_(op.clip_apply(KA), alpha=eta)
+    if len(rows):
+        A.index_add_(0, rows, op.clip_apply(G), alpha=eta)
 
 
 def divergence_remedy(cfg, hf):
@@ -238,14 +293,14 @@ def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
     start = time.perf_counter()
     gap = 0.0
     if ctx.is_main or hi > lo:
-        w_replay, A, rho_t = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config,
-                                       rows[lo:hi], method, rho_iters=2 if ctx.is_main else 0,
-                                       progress=ctx.is_main and exp.progress)
+        w_replay, A, rho_t, *Q = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, exp.sgd_config,
+                                           rows[lo:hi], method, rho_iters=2 if ctx.is_main else 0,
+                                           progress=ctx.is_main and exp.progress)
         gap = check_replay(w_replay, w_T, exp)
         if hi > lo:
-            stored = require_finite(A.to(DTYPES[method.bank_dtype]), f"the bank rows in --bank_dtype {method.bank_dtype}",
-                                    "use a wider --bank_dtype (float32)")
-            write_shard(directory, lo, hi, stored, rows[lo:hi])
+            stored = [require_finite(M.to(DTYPES[method.bank_dtype]), f"the bank rows in --bank_dtype {method.bank_dtype}",
+                                     "use a wider --bank_dtype (float32)") for M in [A] + Q]
+            write_shard(directory, lo, hi, stored[0], rows[lo:hi], *stored[1:])
     seconds = ctx.max(time.perf_counter() - start)
     ctx.barrier()
     if ctx.is_main:
@@ -253,7 +308,8 @@ def _open_or_compute(exp, w_T, ctx, rows, cand_key, directory):
                     "candidate_ids": cand_key, **coverage(rows, cand_key, method.bank_dtype),
                     "d": exp.fm.d, "steps": len(exp.schedule), "engine": choose_engine(exp.fm),
                     "precompute_s": seconds, "world_size": ctx.world, "rho": float(rho_t.max()),
-                    "replay_gap": gap, "provenance": provenance(exp)}
+                    "replay_gap": gap, "provenance": provenance(exp),
+                    **({"order": method.hf.order} if method.hf.order != 1 else {})}
         write_index(directory, rows, rho_t, manifest, bounds, DTYPES[method.bank_dtype])
     ctx.barrier()
     return open_bank(exp, directory), seconds

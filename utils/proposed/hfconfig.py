@@ -54,10 +54,14 @@ class HFConfig:
 
     curvature 'ggn' puts the generalised Gauss-Newton matrix in J_t in place of the loss
     Hessian; damping kappa contracts with I - eta_t (J_t + kappa I).
+
+    order 2 (``--hf_order``) adds the second Taylor term q_u = (1/2) d^2 w_T / ds_u^2 to a_u
+    (docs/method.md, "Second order"); only with the paper's recursion.
     """
     variant: str = "paper"
     curvature: str = "hessian"
     damping: float = 0.0
+    order: int = 1
 
     def has(self, quirk):
         """True when the variant includes ``quirk`` (one of QUIRKS)."""
@@ -65,26 +69,28 @@ class HFConfig:
 
     @property
     def is_paper(self):
-        """True for the paper's recursion: the exact derivative of w_T."""
+        """True for the paper's first-order recursion: the exact derivative of w_T."""
         return self == HFConfig()
 
     @classmethod
     def from_flags(cls, flags):
-        """From a mapping with 'hf_variant', 'hf_curvature', 'hf_damping' (the parsed flags, or
-        ``utils.common.options.parse_hf_label``'s result)."""
-        return cls(flags["hf_variant"], flags["hf_curvature"], flags["hf_damping"])
+        """From a mapping with 'hf_variant', 'hf_curvature', 'hf_damping' and optionally
+        'hf_order' (the parsed flags, or ``utils.common.options.parse_hf_label``'s result)."""
+        return cls(flags["hf_variant"], flags["hf_curvature"], flags["hf_damping"], flags.get("hf_order", 1))
 
     def flags(self):
-        """The inverse of ``from_flags``."""
-        return {"hf_variant": self.variant, "hf_curvature": self.curvature, "hf_damping": self.damping}
+        """The inverse of ``from_flags`` ('hf_order' only when it is not 1)."""
+        out = {"hf_variant": self.variant, "hf_curvature": self.curvature, "hf_damping": self.damping}
+        return out if self.order == 1 else dict(out, hf_order=self.order)
 
     @property
     def label(self):
         """Short name of the non-default choices, '+'-joined: 'paper' for the paper's
-        recursion, else e.g. 'authors', 'ggn', 'authors+ggn+kappa=0.1'."""
+        recursion, else e.g. 'authors', 'ggn', 'authors+ggn+kappa=0.1', 'order2'."""
         parts = [self.variant] if self.variant != "paper" else []
         parts += [self.curvature] if self.curvature != "hessian" else []
         parts += [f"kappa={self.damping:g}"] if self.damping else []
+        parts += [f"order{self.order}"] if self.order != 1 else []
         return "+".join(parts) or "paper"
 
     @property

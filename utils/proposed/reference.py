@@ -13,6 +13,16 @@ for tests: every step forms the d x d matrices explicitly.
     w_{t+1} = w_t - eta_t clip_c(g_t)
 
 Cost O(T d^3 + T |B| d^2): tiny models only.
+
+``dense_second_order`` is the order-2 recursion (docs/method.md, "Second order") the same way:
+the third derivative of the batch loss and the second derivative of clip_c as directional
+derivatives (autograd) of the dense d x d Hessian and clipping Jacobian, and per-sample d x d
+Hessians:
+
+    Delta_u = -inj_u(grad CE),  D Delta_u[a] = -inj_u(hess CE a)          (u in B and in the direction)
+    g'      = K_t a + sum_u Delta_u
+    q      <- M_t q - eta_t [ (1/2) D^2 clip_c(g_t)[g', g'] + C_t ((1/2) D^3 L_B[a, a] + sum_u D Delta_u[a]) ]
+    a      <- M_t a - eta_t C_t sum_u Delta_u
 """
 import torch
 
@@ -64,3 +74,41 @@ def dense_recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig()):
         ref = (ref + step) @ M.T if hf.has("inject_first") else ref @ M.T + step
         w = w - eta * clip_by_norm(g, clip)
     return w, ref
+
+
+def dense_second_order(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(), summed=False):
+    """(w_T, A, Q) of the paper's recursion at order 2 by explicit tensors (float64, d of a
+    few dozen): A[r], Q[r] = a, q along e_{rows[r]}, or with summed=True one row along 1_rows."""
+    dirs = [rows.tolist()] if summed else [[u] for u in rows.tolist()]
+    A = torch.zeros(len(dirs), fm.d, dtype=w0.dtype)
+    Q = torch.zeros_like(A)
+    w = w0.clone()
+    I = torch.eye(fm.d, dtype=w0.dtype)
+    lam, clip, norm = cfg.lam, cfg.clip, method.retrain_norm
+    jac, hess, jvp = torch.autograd.functional.jacobian, torch.autograd.functional.hessian, torch.autograd.functional.jvp
+    clip_jac = lambda g: jac(lambda v: clip_by_norm(v, clip), g, create_graph=True, vectorize=True)
+    for t, b in enumerate(schedule):
+        eta = cfg.step_size(t)
+        L = lambda v: data_loss(fm, v, X[b], y[b], len(b))
+        g = jac(L, w) + lam * w
+        K = hess(L, w, vectorize=True) + lam * I
+        C = clip_jac(g).detach()
+        # D^3 L_B[a, a] and D^2 clip_c[v, v]: directional derivatives of the dense Hessian and
+        # of the dense clipping Jacobian (both by autograd)
+        third = lambda a: jvp(lambda v: hess(L, v, create_graph=True, vectorize=True) @ a, w, a)[1]
+        clip2 = lambda v: jvp(lambda h: clip_jac(h) @ v, g, v)[1]
+        single = [lambda v, i=i: data_loss(fm, v, X[i:i + 1], y[i:i + 1], 1) for i in b.tolist()]
+        G = torch.stack([jac(f, w) for f in single])
+        Hs = torch.stack([hess(f, w, vectorize=True) for f in single])                           # (b, d, d)
+        inj_grad = injection(G, norm)
+        for r, members in enumerate(dirs):
+            a, pos = A[r].clone(), [k for k, i in enumerate(b.tolist()) if i in members]
+            delta = -inj_grad[pos].sum(0)
+            d_delta = -injection(Hs @ a, norm)[pos].sum(0)
+            gp = K @ a + delta
+            M = I - eta * C @ K
+            second = 0.5 * clip2(gp) + C @ (0.5 * third(a) + d_delta)
+            Q[r] = M @ Q[r] - eta * second
+            A[r] = M @ a - eta * C @ delta
+        w = w - eta * clip_by_norm(g, clip)
+    return w, A, Q

@@ -45,9 +45,11 @@ class Replay:
 
     def vectors(self, U, summed=False):
         """a_u for u in U, in order, by one replay of training: (|U|, d) block; with
-        summed=True the (1, d) block sum_{u in U} a_u."""
+        summed=True the (1, d) block sum_{u in U} a_u. Under --hf_order 2 each row also
+        carries its second-order term: a_u + q_u, or with summed=True a_U + q_U, the set's
+        full second-order term (cross terms included)."""
         rows = torch.as_tensor([int(u) for u in U], dtype=torch.long)
-        w_replay, A, rho_t = recursion(self.exp.fm, self.w0, self.exp.X, self.exp.y, self.schedule,
+        w_replay, A, rho_t, *Q = recursion(self.exp.fm, self.w0, self.exp.X, self.exp.y, self.schedule,
                                        self.exp.sgd_config, rows, self.exp.unlearn,
                                        rho_iters=2 if self.rho_t is None else 0,
                                        progress=self.exp.progress, summed=summed)
@@ -55,7 +57,7 @@ class Replay:
         if self.rho_t is None:
             self.rho_t = rho_t
         self.replays += 1
-        return A
+        return A + Q[0] if Q else A
 
     def unlearn_online(self, w, U):
         """One replay per request: w <- w + a_u. Returns (w, seconds per request)."""
