@@ -189,7 +189,7 @@ def test_directory_not_writable(tmp_path, monkeypatch):
 def test_help_is_grouped_and_complete():
     parser = build_parser()
     titles = [g.title for g in parser._action_groups]
-    expected = ["training", "forget set", "Hessian-free method", "certified release", "baselines", "audits",
+    expected = ["training", "forget set", "Hessian-free method", "certified release", "certified removal", "baselines", "audits",
                 "evaluation", "input/output and infrastructure"]
     assert [t for t in titles if t in expected] == expected
     ungrouped = [a.dest for g in parser._action_groups if g.title not in expected for a in g._group_actions]
@@ -354,6 +354,8 @@ def test_label_command_prints_the_composed_flags_and_names_its_source():
     assert cli("inject_first+sample_clip+uncorrected").stdout.split() == [
         "--hf_variant", "authors", "--hf_curvature", "hessian", "--hf_damping", "0"]
     assert cli("paper").stdout == "" and cli("paper+hessian").stdout == ""
+    assert cli("order2").stdout.split() == ["--hf_variant", "paper", "--hf_curvature", "hessian", "--hf_damping", "0",
+                                            "--hf_order", "2"]
     bad = cli("ggn+hessian")
     assert bad.returncode == 2 and bad.stderr.startswith("error: label: 'ggn+hessian' names two curvatures")
     many = cli("--variants", "paper", "authors", "paper+sample_clip")

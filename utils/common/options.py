@@ -446,4 +446,6 @@ if __name__ == "__main__":
         fail(str(e))
     if not check and label_flags != parse_hf_label("paper"):
         for flag, value in label_flags.items():
+            if flag == "hf_order" and value == 1:
+                continue                        # the default order: the flag is left out, as in the keys
             print(f"--{flag}\n{value:g}" if isinstance(value, float) else f"--{flag}\n{value}")
