@@ -13,7 +13,7 @@ from utils.baselines import certified_removal as cr
 from utils.common.errors import InputError
 from utils.proposed.hf import recursion
 from utils.training.functional import FlatModel
-from utils.training.train import SGDConfig, sgd
+from utils.training.train import SGDConfig
 
 
 def problem(gen, n=40, q=5, C=3, lam=0.1, scale=1.0, sigma=0.5):

@@ -27,7 +27,6 @@ from typing import Optional
 
 import torch
 
-from utils.common.data import unit_rows  # noqa: F401  (the inputs of Guo et al.: --unit_norm)
 from utils.common.errors import InputError
 
 # sup over z and unit v of |D^3 logsumexp(z)[v, v, v]|: the third central moment of v under
