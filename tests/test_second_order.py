@@ -125,7 +125,8 @@ def test_engines_equal_the_dense_reference():
     for norm, clip, engines in [("batch", 100.0, ("closed", "layers")), ("mean", 0.4, ("closed", "vjp"))]:
         cfg = SGDConfig(lr, decay, clip, lam)
         for summed in (False, True):
-            w, Ar, Qr = dense_second_order(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig(norm), summed)
+            directions = [rows.tolist()] if summed else [[u] for u in rows.tolist()]
+            w, Ar, Qr = dense_second_order(fm, w0, X, y, schedule, cfg, directions, UnlearnConfig(norm))
             assert Qr.norm() > 1e-3
             for engine in engines:
                 w_T, A, _, Q = recursion(fm, w0, X, y, schedule, cfg, rows, UnlearnConfig(norm, hf=ORDER2), engine,

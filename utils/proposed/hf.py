@@ -125,7 +125,7 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
         r = row_of[batch]
         sel = r >= 0
         if Q is not None:
-            second_order_step(op, second_order_products(step, op, engine), A, Q, r, sel, eta, norm, cfg)
+            second_order_step(op, second_order_products(step, op, engine), A, Q, r, eta, norm, cfg)
             if len(A):
                 check_divergence(A, t, len(schedule), cfg.reach_bound(t + 1), None)
                 require_finite(Q, f"the second-order rows q_u at step {t + 1}", "lower --lr")
@@ -153,10 +153,10 @@ def recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(),
     return w_T, A, rho_t, state["op"].from_internal(Q) if "op" in state else Q
 
 
-def second_order_step(op, products, A, Q, r, sel, eta, norm, cfg):
+def second_order_step(op, products, A, Q, r, eta, norm, cfg):
     """One step of the order-2 recursion (docs/method.md, "Second order"), in place, for the
-    rows a of A (a_t, before this step) and q of Q, ``r[sel]`` the rows of the batch samples
-    that own one (several may share a row: the set term):
+    rows a of A (a_t, before this step) and q of Q; ``r`` holds, per batch sample, the row it
+    owns or -1 (several samples may share a row: the set term):
 
         g'      = (H_B + lambda I) a - sum_{u in B} inj_u(grad CE)
         q      <- (I - eta J_t) q + eta C_t (sum_{u in B} inj_u(H a) - (1/2) D^3 L_B[a, a])
@@ -168,7 +168,8 @@ def second_order_step(op, products, A, Q, r, sel, eta, norm, cfg):
     hess CE_i a. For 'mean', inj_u(H a) = (H_u a - H_B a)/(|B| - 1) (|B| > 1)."""
     if not len(A):
         return
-    b = len(sel)
+    sel = r >= 0
+    b = len(r)
     KA = op.hvp_reg(A)                                          # (H_B + lambda I) a
     rows = r[sel]
     V = products.third(A).mul_(-0.5)

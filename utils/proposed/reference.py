@@ -76,10 +76,11 @@ def dense_recursion(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig()):
     return w, ref
 
 
-def dense_second_order(fm, w0, X, y, schedule, cfg, rows, method=UnlearnConfig(), summed=False):
+def dense_second_order(fm, w0, X, y, schedule, cfg, directions, method=UnlearnConfig()):
     """(w_T, A, Q) of the paper's recursion at order 2 by explicit tensors (float64, d of a
-    few dozen): A[r], Q[r] = a, q along e_{rows[r]}, or with summed=True one row along 1_rows."""
-    dirs = [rows.tolist()] if summed else [[u] for u in rows.tolist()]
+    few dozen): A[r], Q[r] = a, q along 1_{directions[r]}, each a list of samples ([u]: the
+    sample's own vectors; U: the set term)."""
+    dirs = [list(d) for d in directions]
     A = torch.zeros(len(dirs), fm.d, dtype=w0.dtype)
     Q = torch.zeros_like(A)
     w = w0.clone()
