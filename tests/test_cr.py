@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from models import Logistic
 from utils.baselines import certified_removal as cr
+from utils.common.data import unit_rows
 from utils.common.errors import InputError
 from utils.proposed.hf import recursion
 from utils.training.functional import FlatModel
@@ -127,7 +128,7 @@ def test_corollary_1_bounds_the_exact_residual_one_removal_and_in_sequence(lam):
         unit = trial % 2 == 0
         obj, X, y, b = problem(gen, n=30, q=4, C=3, lam=lam, scale=1.0 if unit else 3.0, sigma=0.3)
         if unit:
-            obj = cr.Objective(cr.unit_rows(X), y, 3, lam, b)
+            obj = cr.Objective(unit_rows(X), y, 3, lam, b)
         w, _, _ = cr.polish(obj, torch.zeros(obj.d, dtype=torch.float64), obj.all(), 1e-10)
         # one removal of a random set U
         keep = obj.all()
