@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from models import Logistic
 from utils.baselines import certified_removal as cr
+from utils.common.data import unit_rows
 from utils.common.errors import InputError
 from utils.proposed.hf import recursion
 from utils.training.functional import FlatModel
@@ -127,7 +128,7 @@ def test_corollary_1_bounds_the_exact_residual_one_removal_and_in_sequence(lam):
         unit = trial % 2 == 0
         obj, X, y, b = problem(gen, n=30, q=4, C=3, lam=lam, scale=1.0 if unit else 3.0, sigma=0.3)
         if unit:
-            obj = cr.Objective(cr.unit_rows(X), y, 3, lam, b)
+            obj = cr.Objective(unit_rows(X), y, 3, lam, b)
         w, _, _ = cr.polish(obj, torch.zeros(obj.d, dtype=torch.float64), obj.all(), 1e-10)
         # one removal of a random set U
         keep = obj.all()
@@ -211,6 +212,31 @@ def test_the_hessian_free_step_agrees_with_the_newton_step_near_the_optimum():
             assert residual_after(obj, hf, keep) < 0.2 * float(g.norm())
 
 
+def test_the_second_order_hf_step_leaves_a_smaller_residual_near_the_optimum():
+    """With --hf_order 2 the hf step is a_u + q_u, the Taylor expansion of the retrained optimum
+    to second order in u's weight: on a converged run its exact residual on D \\ u is of third
+    order, below the first-order step's (second-order) residual."""
+    from utils.proposed.hfconfig import HFConfig, UnlearnConfig
+    gen = torch.Generator().manual_seed(11)
+    n, q, C, lam = 30, 4, 3, 0.5
+    X = torch.randn(n, q, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, C, (n,), generator=gen)
+    torch.manual_seed(0)
+    fm = FlatModel(Logistic(q, C).double())
+    b = 0.3 * torch.randn(fm.d, generator=gen, dtype=torch.float64)
+    obj = cr.Objective(X, y, C, lam, b)
+    cfg = SGDConfig(0.5, 1.0, 1e6, lam, linear=b / n)
+    rows = torch.tensor([3, 11, 20])
+    w_T, A, _, Q = recursion(fm, fm.initial_vector(), X, y, [torch.arange(n)] * 120, cfg, rows,
+                             UnlearnConfig(hf=HFConfig(order=2)), rho_iters=0)
+    assert float(obj.gradient(w_T, obj.all()).norm()) < 1e-8     # converged to the optimum
+    for k, u in enumerate(rows.tolist()):
+        keep = obj.all()
+        keep[u] = False
+        first, second = residual_after(obj, w_T + A[k], keep), residual_after(obj, w_T + A[k] + Q[k], keep)
+        assert second < 0.5 * first, (u, first, second)
+
+
 def test_main_cr_end_to_end_and_main_eva_measures_it_against_its_own_retrain(tmp_path):
     """A tiny run of the script: the record, the certificate it states, and main_eva's CR row."""
     import json
@@ -222,6 +248,8 @@ def test_main_cr_end_to_end_and_main_eva_measures_it_against_its_own_retrain(tmp
     cr_flags = ["--epsilon", "1", "--delta", "1e-5", "--cr_budget", "0.5", "--removal", "hf"]
     bad = run_script("main_CR.py", *flags, "--epsilon", "1", check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--cr_budget" in bad.stderr
+    newton2 = run_script("main_CR.py", *flags, "--cr_budget", "1", "--removal", "newton", "--hf_order", "2", check=False)
+    assert newton2.returncode == 2 and newton2.stderr.startswith("error: --hf_order 2")
     run_script("main_retrain.py", *flags)
     r = json.loads(run_script("main_CR.py", *flags, *cr_flags, "--json").stdout)
     assert r["removal"] == "hf" and r["requests"] == 3 and r["reference"] == "CR_Retrain"

@@ -103,13 +103,15 @@ def reference(exp, obj, w, cfg):
 
 
 def bank(exp, b, w_sgd):
-    """{u: a_u} for the requests (the forget set), from the recursion along the SGD run with
-    b / n (its replay must end at the cached w_sgd), and the seconds it took."""
+    """{u: step_u} for the requests (the forget set), from the recursion along the SGD run with
+    b / n (its replay must end at the cached w_sgd), and the seconds it took: step_u = a_u, or
+    a_u + q_u with ``--hf_order 2`` (the second Taylor term, docs/method.md "Second order")."""
     start = time.perf_counter()
-    w_replay, A, _ = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, perturbed_sgd(exp, b), exp.U,
-                               exp.unlearn, rho_iters=0, progress=exp.progress)
+    w_replay, A, _, *Q = recursion(exp.fm, exp.w0, exp.X, exp.y, exp.schedule, perturbed_sgd(exp, b), exp.U,
+                                   exp.unlearn, rho_iters=0, progress=exp.progress)
     check_replay(w_replay, w_sgd, exp)
-    return {int(u): A[k] for k, u in enumerate(exp.U.tolist())}, time.perf_counter() - start
+    steps = A + Q[0] if Q else A
+    return {int(u): steps[k] for k, u in enumerate(exp.U.tolist())}, time.perf_counter() - start
 
 
 def run(exp, cfg):
@@ -129,7 +131,8 @@ def run(exp, cfg):
 
     policy = cr.Policy(cfg.removal, cfg.budget, cfg.tol, cfg.repair)
     w, requests = cr.remove_sequence(obj, w_star, exp.U.tolist(), policy, a, progress=show)
-    record = dict(exp.metrics(w), removal=cfg.removal, repair=cfg.repair, delta=cfg.delta, epsilon=cfg.epsilon,
+    order = exp.unlearn.hf.order
+    record = dict(exp.metrics(w), removal=cfg.removal, hf_order=order, repair=cfg.repair, delta=cfg.delta, epsilon=cfg.epsilon,
                   sigma_b=cfg.sigma, budget=cfg.budget, tol=cfg.tol, c_delta=cr.c_delta(cfg.delta),
                   hessian_lipschitz_logits=cr.GAMMA_LOGITS, train_residual=trained_record["train_residual"],
                   train_s=trained_record["train_s"], precompute_s=precompute_s,
@@ -139,6 +142,6 @@ def run(exp, cfg):
                   data_source=exp.data.source, **cr.summarize(requests, cfg.sigma, cfg.delta))
     path = exp.save_method("CR", w, record)
     rows = [dict(method="CR trained (w*)", **exp.metrics(w_star), distance=float((w_star - w_ref).norm())),
-            dict(method=f"CR[{cfg.removal}]", **record),
+            dict(method=f"CR[{cfg.removal}{'+order2' if order == 2 else ''}]", **record),
             dict(method="CR_Retrain", **ref_metrics, distance=0.0)]
     return rows, record, path

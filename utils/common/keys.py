@@ -53,6 +53,7 @@ DERIVED = {
     # the order of the Taylor update (``METHOD_INPUTS``), hashed only when it is not 1
     "Proposed": {"hf_order": ["hf_order"]},
     "Proposed_noise": {"hf_order": ["hf_order"]},
+    "CR": {"hf_order": ["hf_order"]},
     "lira-shadows": {"pool": ["n_nonmembers", "data_dir"]},
     "ulira-shadows": {"U": ["num_forget", "forget_indices", "seed"]},
     "ulira-proposed": {"U": ["num_forget", "forget_indices", "seed"]},
@@ -88,7 +89,7 @@ FLAGS = {
     "hf_variant": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "hf_curvature": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
     "hf_damping": keys("Proposed", "Proposed_noise", "hfbank", "ulira-proposed"),
-    "hf_order": keys("Proposed", "Proposed_noise", "hfbank"),
+    "hf_order": keys("Proposed", "Proposed_noise", "hfbank", "CR"),
     "proposed_rows": keys("eva"),
     "epsilon": keys("Proposed_noise", "CR", "CR_Retrain", "cr-original"),
     "delta": keys("Proposed_noise", "CR", "CR_Retrain", "cr-original"),
@@ -126,7 +127,7 @@ KEYED_WHEN_CHANGED = {"unit_norm": False, "hf_variant": "paper", "hf_curvature":
                       "hf_order": 1, "proposed_rows": None}
 
 # a method's key inputs beyond its table flags (DERIVED[method]), read by ``method_inputs``
-METHOD_INPUTS = {"Proposed": ["hf_order"], "Proposed_noise": ["hf_order"]}
+METHOD_INPUTS = {"Proposed": ["hf_order"], "Proposed_noise": ["hf_order"], "CR": ["hf_order"]}
 
 
 def method_inputs(method, args):

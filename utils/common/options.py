@@ -318,6 +318,8 @@ def check_cr(args):
     if (args.hf_variant, args.hf_curvature, args.hf_damping) != ("paper", "hessian", 0.0):
         raise InputError("--hf_variant/--hf_curvature/--hf_damping: certified removal's hf step uses the "
                          "paper's recursion; drop these flags")
+    if args.hf_order == 2 and args.removal != "hf":
+        raise InputError("--hf_order 2: the second-order term is a Hessian-free step; use it with --removal hf")
     if (args.std > 0) == (args.cr_budget > 0):
         raise InputError("--cr_budget / --std: give exactly one: the declared removal budget "
                          "(sigma_b = c(delta) B / epsilon) or sigma_b itself")
