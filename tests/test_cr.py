@@ -178,20 +178,25 @@ def test_epsilon_and_sigma_invert_each_other():
         cr.c_delta(1.0)
 
 
+def perturbed_problem(seed, lam, n=30, q=4, C=3):
+    """A random softmax problem in float64 with its perturbation b: (X, y, fm, b, objective)."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, q, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, C, (n,), generator=gen)
+    torch.manual_seed(0)
+    fm = FlatModel(Logistic(q, C).double())
+    b = 0.3 * torch.randn(fm.d, generator=gen, dtype=torch.float64)
+    return X, y, fm, b, cr.Objective(X, y, C, lam, b)
+
+
 def test_the_hessian_free_step_agrees_with_the_newton_step_near_the_optimum():
     """Full-batch gradient descent with b / n in its gradient and small constant steps ends at
     the optimum; a_u is then d w / ds, the influence H_D^{-1} grad CE_u, while the Newton step
     uses H_{D \\ u}: they differ by at most ||hess CE_u|| ||a_u|| / lambda_min(H_{D \\ u}) (a
     second-order term, 1/n of the step), and both remove the sample to first order."""
-    gen = torch.Generator().manual_seed(7)
-    n, q, C, lam = 30, 4, 3, 1.0
-    X = torch.randn(n, q, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, C, (n,), generator=gen)
-    torch.manual_seed(0)
-    fm = FlatModel(Logistic(q, C).double())
-    w0 = fm.initial_vector()
-    b = 0.3 * torch.randn(fm.d, generator=gen, dtype=torch.float64)
-    obj = cr.Objective(X, y, C, lam, b)
+    lam = 1.0
+    X, y, fm, b, obj = perturbed_problem(7, lam)
+    n, w0 = len(X), fm.initial_vector()
     for lr in (0.5, 0.2):
         cfg = SGDConfig(lr, 1.0, 1e6, lam, linear=b / n)
         rows = torch.tensor([3, 11])
@@ -217,14 +222,9 @@ def test_the_second_order_hf_step_leaves_a_smaller_residual_near_the_optimum():
     to second order in u's weight: on a converged run its exact residual on D \\ u is of third
     order, below the first-order step's (second-order) residual."""
     from utils.proposed.hfconfig import HFConfig, UnlearnConfig
-    gen = torch.Generator().manual_seed(11)
-    n, q, C, lam = 30, 4, 3, 0.5
-    X = torch.randn(n, q, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, C, (n,), generator=gen)
-    torch.manual_seed(0)
-    fm = FlatModel(Logistic(q, C).double())
-    b = 0.3 * torch.randn(fm.d, generator=gen, dtype=torch.float64)
-    obj = cr.Objective(X, y, C, lam, b)
+    lam = 0.5
+    X, y, fm, b, obj = perturbed_problem(11, lam)
+    n = len(X)
     cfg = SGDConfig(0.5, 1.0, 1e6, lam, linear=b / n)
     rows = torch.tensor([3, 11, 20])
     w_T, A, _, Q = recursion(fm, fm.initial_vector(), X, y, [torch.arange(n)] * 120, cfg, rows,

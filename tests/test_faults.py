@@ -530,17 +530,24 @@ def test_suggested_commands_are_shell_quoted(tmp_path):
     assert shlex.split(command) == ["python3", "main_retrain.py", *TINY, "--log_dir", log, "--results_dir", results]
 
 
+def forged_cache(tiny, tmp_path, pattern, forge):
+    """A copy of the tiny run whose cache ``pattern`` is forged by ``forge`` and saved under a
+    valid integrity record; the cache's path."""
+    copy_of(tiny, tmp_path)
+    cache = only(str(tmp_path / "log" / "*" / "cache" / pattern))
+    t = torch.load(cache, weights_only=True)
+    forge(t)
+    artifacts.save_tensors(cache, t)
+    return cache
+
+
 @pytest.mark.parametrize("forge, needle", [
     (lambda t: t.update(Original=t["Original"][:, :-1]), "'Original' has shape (6, 41), expected (6, 42)"),
     (lambda t: t.pop("Retrain"), "lacks entry 'Retrain'"),
     (lambda t: t["Retrain_independent"].__setitem__((2, 3), float("nan")), "'Retrain_independent' holds non-finite"),
 ])
 def test_forged_ulira_cache_is_one_line(forge, needle, tiny, tmp_path):
-    copy_of(tiny, tmp_path)
-    cache = only(str(tmp_path / "log" / "*" / "cache" / "ulira-shadows-*.pt"))
-    t = torch.load(cache, weights_only=True)
-    forge(t)
-    artifacts.save_tensors(cache, t)              # a valid integrity record for the forged tensors
+    cache = forged_cache(tiny, tmp_path, "ulira-shadows-*.pt", forge)
     line = one_error_line(run_script("main_ULIRA.py", *TINY, "--n_shadows", "6", *dirs_of(tmp_path), check=False))
     assert f"artefact {cache}: " in line or f"artefact {cache} " in line
     assert needle in line
@@ -551,11 +558,7 @@ def test_forged_ulira_cache_is_one_line(forge, needle, tiny, tmp_path):
     (lambda t: t["scores"].__setitem__((1, 5), float("inf")), "'scores' holds non-finite"),
 ])
 def test_forged_lira_cache_is_one_line(forge, needle, tiny, tmp_path):
-    copy_of(tiny, tmp_path)
-    cache = only(str(tmp_path / "log" / "*" / "cache" / "lira-shadows-*.pt"))
-    t = torch.load(cache, weights_only=True)
-    forge(t)
-    artifacts.save_tensors(cache, t)
+    cache = forged_cache(tiny, tmp_path, "lira-shadows-*.pt", forge)
     line = one_error_line(run_script("main_MIAL.py", *TINY, "--n_shadows", "4", *dirs_of(tmp_path), check=False))
     assert f"artefact {cache}: {needle}" in line
 
