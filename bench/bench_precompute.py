@@ -108,8 +108,8 @@ def ours2_step(exp, A, Q, w, batch, eta, g):
     cfg = exp.sgd_config
     step = Step(exp.fm, w, exp.X[batch], exp.y[batch], cfg.lam, g, cfg.clip, exp.unlearn.mem_budget_mb)
     op = step_jacobian(step)
-    sel = torch.ones(len(batch), dtype=torch.bool, device=batch.device)
-    second_order_step(op, second_order_products(step, op, choose_engine(exp.fm)), A, Q, batch, sel, eta, "batch", cfg)
+    # every row is a sample's own: batch sample i owns row batch[i]
+    second_order_step(op, second_order_products(step, op, choose_engine(exp.fm)), A, Q, batch, eta, "batch", cfg)
     return op
 
 
