@@ -64,7 +64,8 @@ def trained(exp, cfg):
     path = exp.cache_path("cr-original", keys.FAMILIES["cr-original"])
     with artifacts.lock(path, "the certified-removal model"):
         if os.path.exists(path):
-            t = artifacts.load_tensors(path, expect={"b": (exp.fm.d,), "w_sgd": (exp.fm.d,), "w": (exp.fm.d,)})
+            t = artifacts.load_tensors(path, expect={"b": (exp.fm.d,), "w_sgd": (exp.fm.d,), "w": (exp.fm.d,)},
+                                       finite=("b", "w_sgd", "w"))
             record = artifacts.read_json(path[:-3] + ".json", fields=("train_s", "train_residual"))
             return t["b"].to(exp.device), t["w_sgd"].to(exp.device), t["w"].to(exp.device), record
         gen = torch.Generator().manual_seed(cfg.seed + B_SEED_OFFSET)
