@@ -33,14 +33,14 @@ def test_the_readers_take_the_table():
                             "CR", "CR_Retrain"]
     cr_noise = ["epsilon", "delta", "std", "cr_budget", "cr_tol"]
     proposed = ["retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
-                "hf_variant", "hf_curvature", "hf_damping"]
+                "hf_variant", "hf_curvature", "hf_damping", "hf_order"]
     # the flags each method's stored files are keyed by: changing one changes every stored key
     assert {m: keys.FAMILIES[m] for m in keys.METHODS} == {
         "Retrain": ["retrain_norm"], "Proposed": proposed,
         "Proposed_noise": proposed + ["epsilon", "delta", "std", "rho", "noise_seed"],
         "NU": ["damping_factor", "hessian_solver"], "IJ": ["damping_factor", "hessian_solver"],
         "Finetune": ["finetune_epochs"], "NegGrad": ["neggrad_epochs", "neggrad_batch", "neggrad_lr_scale"],
-        "Floor": ["retrain_norm", "floor"], "CR": ["removal", "repair"] + cr_noise, "CR_Retrain": cr_noise}
+        "Floor": ["retrain_norm", "floor"], "CR": ["removal", "repair", "hf_order"] + cr_noise, "CR_Retrain": cr_noise}
     assert METHOD_SCRIPTS == {"Retrain": "main_retrain.py", "Proposed": "main_proposed.py",
                               "Proposed_noise": "main_proposed.py --application", "NU": "main_NU.py",
                               "IJ": "main_IJ.py", "Finetune": "main_finetune.py", "NegGrad": "main_neggrad.py",

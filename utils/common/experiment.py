@@ -235,8 +235,7 @@ class Experiment:
     # ------------------------------------------------------------------ method outputs
     def method_paths(self, method, flags=None):
         flags = METHOD_FLAGS.get(method, []) if flags is None else flags
-        key = artifacts.config_key({"method": method, **self.method_config(flags),
-                                    **keys.method_inputs(method, self.args)})
+        key = artifacts.config_key({"method": method, **self.method_config(flags)})
         base = os.path.join(self.forget_dir, f"{method}-{key}")
         return base + ".pt", base + ".json"
 

@@ -50,10 +50,6 @@ DERIVED = {
     "train": {"data": ["data_dir"], "device": ["gpu"], "init": ["pretrained", "model", "seed"]},
     "forget": {"U": ["num_forget", "forget_indices", "seed"], "test": ["data_dir", "test_train_rate"]},
     "hfbank": {"candidates": ["hf_candidates"]},
-    # the order of the Taylor update (``METHOD_INPUTS``), hashed only when it is not 1
-    "Proposed": {"hf_order": ["hf_order"]},
-    "Proposed_noise": {"hf_order": ["hf_order"]},
-    "CR": {"hf_order": ["hf_order"]},
     "lira-shadows": {"pool": ["n_nonmembers", "data_dir"]},
     "ulira-shadows": {"U": ["num_forget", "forget_indices", "seed"]},
     "ulira-proposed": {"U": ["num_forget", "forget_indices", "seed"]},
@@ -125,15 +121,6 @@ FLAGS = {
 # every key, so those files (computed with exactly these values) stay valid.
 KEYED_WHEN_CHANGED = {"unit_norm": False, "hf_variant": "paper", "hf_curvature": "hessian", "hf_damping": 0.0,
                       "hf_order": 1, "proposed_rows": None}
-
-# a method's key inputs beyond its table flags (DERIVED[method]), read by ``method_inputs``
-METHOD_INPUTS = {"Proposed": ["hf_order"], "Proposed_noise": ["hf_order"], "CR": ["hf_order"]}
-
-
-def method_inputs(method, args):
-    """{flag: value} of METHOD_INPUTS[method] that enter the method's key (not at their
-    KEYED_WHEN_CHANGED value)."""
-    return keyed(METHOD_INPUTS.get(method, []), args)
 
 
 def keyed(flags, args):

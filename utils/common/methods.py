@@ -21,12 +21,12 @@ KINDS = (REFERENCE, PROPOSED, SECOND_ORDER, FIRST_ORDER, FLOOR, CERTIFIED)
 
 # the flags of the Hessian-free recursion that key its results; certified noise adds its own
 PROPOSED_FLAGS = ("retrain_norm", "batch_unlearn", "bank_dtype", "hf_mode", "hf_candidates",
-                  "hf_variant", "hf_curvature", "hf_damping")
+                  "hf_variant", "hf_curvature", "hf_damping", "hf_order")
 NOISE_FLAGS = ("epsilon", "delta", "std", "rho", "noise_seed")
 SECOND_ORDER_FLAGS = ("damping_factor", "hessian_solver")
 # certified removal: what sets b (and the optimum's tolerance); the release adds its removal step
 CR_NOISE_FLAGS = ("epsilon", "delta", "std", "cr_budget", "cr_tol")
-CR_FLAGS = ("removal", "repair") + CR_NOISE_FLAGS
+CR_FLAGS = ("removal", "repair", "hf_order") + CR_NOISE_FLAGS
 
 
 @dataclass(frozen=True)
